@@ -1,0 +1,153 @@
+"""``conv1d``: the 1-D convolution layer op, channels-last, any batch axes."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from convjax import _checks
+from convjax.geometry import ConvOptions, Geometry, PaddingLike, conv_options
+from convjax.tying import structure_from_options
+
+ALGORITHMS = ("auto", "xla", "dense")
+
+
+def conv1d(
+    x,
+    w,
+    *,
+    stride=1,
+    padding: PaddingLike = "valid",
+    dilation=1,
+    groups=1,
+    flip: bool = False,
+    padding_mode: str = "zeros",
+    precision=None,
+    algorithm: str = "auto",
+):
+    """1-D convolution layer: cross-correlation by default, true convolution with ``flip=True``.
+
+    ``flip=False`` (default) computes CROSS-CORRELATION, what ``lax``, torch and flax
+    call convolution: ``y[o, co] = sum_{k, c} xp[o*stride + k*dilation, c] * w[k, c, co]``.
+    ``flip=True`` computes TRUE CONVOLUTION, the same with ``w[K-1-k]`` in place of
+    ``w[k]``. ``xp`` is the input padded as ``padding`` and ``padding_mode`` say (see
+    :mod:`convjax.geometry` for the table of paddings; ``"same"`` puts the odd extra
+    zero of an even kernel at the end, ``"same_lower"`` at the start).
+
+    With ``groups = g``, input channels and output channels are split into ``g``
+    consecutive blocks and block ``j`` of the output sees only block ``j`` of the input.
+
+    Args:
+      x: input, shape ``(..., L, Cin)``: any number of leading batch axes, then
+        length, then channels (one column per channel).
+      w: filter, shape ``(K, Cin // groups, Cout)``.
+      stride: int >= 1.
+      padding: ``"valid"``, ``"same"``, ``"same_lower"``, ``"full"``, ``"causal"``,
+        an int, or ``(lo, hi)``.
+      dilation: int >= 1, spacing between taps.
+      groups: int >= 1 dividing ``Cin`` and ``Cout``.
+      flip: ``False`` for cross-correlation, ``True`` for convolution.
+      padding_mode: ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"``
+        (torch's meanings).
+      precision: passed to XLA (e.g. ``jax.lax.Precision.HIGHEST``).
+      algorithm: ``"auto"``, ``"xla"`` (``lax.conv_general_dilated``) or ``"dense"``
+        (the matrix of :func:`convjax.conv_matrix` times the input; a reference).
+        All are exact up to floating-point rounding.
+
+    Returns:
+      ``(..., Lout, Cout)`` array in the promoted dtype of ``x`` and ``w``.
+
+    Raises:
+      ValueError: wrong rank, channel mismatch, bad option, empty output, reflect
+        padding wider than the input.
+      TypeError: non-floating or complex dtype, non-integer size.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.array([1., 2., 3., 4.]).reshape(4, 1)
+      >>> w = jnp.array([5., 6., 7.]).reshape(3, 1, 1)
+      >>> conv1d(x, w, flip=True, padding="full")[:, 0]
+      Array([ 5., 16., 34., 52., 45., 28.], dtype=float32)
+      >>> conv1d(x, w)[:, 0]  # cross-correlation, valid
+      Array([38., 56.], dtype=float32)
+    """
+    opts = conv_options(
+        stride=stride, padding=padding, dilation=dilation, groups=groups, flip=flip,
+        padding_mode=padding_mode,
+    )
+    algorithm = _checks.check_choice("conv1d", "algorithm", algorithm, ALGORITHMS)
+    x, w, geom = _prepare("conv1d", x, w, opts)
+    batch = x.shape[:-2]
+    xb = x.reshape(-1, *x.shape[-2:])
+    if algorithm in ("auto", "xla"):
+        y = _conv_xla(xb, w, geom, opts.groups, precision)
+    else:
+        y = _conv_dense(xb, w, opts, precision)
+    return y.reshape(*batch, *y.shape[-2:])
+
+
+def _prepare(fn: str, x, w, opts: ConvOptions):
+    """Checks ranks, channels and dtypes; returns promoted arrays and the geometry."""
+    dtype = _checks.result_dtype(fn, x=x, w=w)
+    _checks.check_min_ndim(fn, "x", x, 2, "(..., L, Cin)")
+    _checks.check_ndim(fn, "w", w, 3, "(K, Cin // groups, Cout)")
+    L, cin = np.shape(x)[-2:]
+    K, cig, cout = np.shape(w)
+    if cin % opts.groups:
+        raise ValueError(
+            f"{fn}: the input channels Cin={cin} (x.shape[-1]) must be divisible by "
+            f"`groups`={opts.groups}."
+        )
+    if cig * opts.groups != cin:
+        raise ValueError(
+            f"{fn}: channel mismatch: `x` has Cin={cin} channels (x.shape[-1]) but `w` "
+            f"expects Cin // groups = {cig} (w.shape[1]) with groups={opts.groups}, i.e. "
+            f"Cin = {cig * opts.groups}."
+        )
+    if 0 in np.shape(x):
+        raise ValueError(f"{fn}: `x` must not be empty, got shape {tuple(np.shape(x))}.")
+    if cout % opts.groups:
+        raise ValueError(
+            f"{fn}: the output channels Cout={cout} (w.shape[2]) must be divisible by "
+            f"`groups`={opts.groups}."
+        )
+    if K < 1 or cout < 1:
+        raise ValueError(f"{fn}: `w` must not be empty, got shape {tuple(np.shape(w))}.")
+    geom = opts.geometry(L, K, fn=fn)
+    return jnp.asarray(x, dtype), jnp.asarray(w, dtype), geom
+
+
+def pad_input(x, geom: Geometry):
+    """Pads ``x`` of shape ``(..., L, C)`` along length as ``geom`` says:
+    returns ``(..., L + pad_lo + pad_hi, C)``."""
+    if geom.padding_mode == "zeros":
+        cfg = [(0, 0)] * (x.ndim - 2) + [(geom.pad_lo, geom.pad_hi), (0, 0)]
+        return jnp.pad(x, cfg)
+    return jnp.take(x, jnp.asarray(geom.padded_source()), axis=-2)
+
+
+def _conv_xla(xb, w, geom: Geometry, groups: int, precision):
+    if geom.flip:
+        w = w[::-1]
+    if geom.padding_mode == "zeros":
+        pads = [(geom.pad_lo, geom.pad_hi)]
+    else:
+        xb = pad_input(xb, geom)
+        pads = [(0, 0)]
+    return jax.lax.conv_general_dilated(
+        xb, w,
+        window_strides=(geom.stride,),
+        padding=pads,
+        rhs_dilation=(geom.dilation,),
+        dimension_numbers=("NWC", "WIO", "NWC"),
+        feature_group_count=groups,
+        precision=precision,
+    )
+
+
+def _conv_dense(xb, w, opts: ConvOptions, precision):
+    s = structure_from_options(opts, w.shape, xb.shape[-2])
+    t = s.dense(w)
+    y = jnp.einsum("rc,bc->br", t, xb.reshape(xb.shape[0], -1), precision=precision)
+    return y.reshape(xb.shape[0], s.out_length, s.out_channels)
