@@ -12,6 +12,7 @@ Public API:
   (sums copies), the nearest filter (averages copies), the locally connected view.
 """
 
+from convjax import data
 from convjax.conv import conv1d
 from convjax.geometry import ConvOptions, Geometry, conv_options
 from convjax.signal import convolve, correlate
@@ -37,4 +38,5 @@ __all__ = [
     "conv_structure",
     "convolve",
     "correlate",
+    "data",
 ]
