@@ -12,9 +12,10 @@ Public API:
   (sums copies), the nearest filter (averages copies), the locally connected view.
 """
 
-from convjax import data
+from convjax import data, nn
 from convjax.conv import conv1d
 from convjax.geometry import ConvOptions, Geometry, conv_options
+from convjax.local import locally_connected1d
 from convjax.signal import convolve, correlate
 from convjax.tying import (
     DEFAULT_MAX_BYTES,
@@ -39,4 +40,6 @@ __all__ = [
     "convolve",
     "correlate",
     "data",
+    "locally_connected1d",
+    "nn",
 ]
