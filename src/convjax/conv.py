@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from convjax import _checks
+from convjax import algorithms as _alg
 from convjax.geometry import ConvOptions, Geometry, PaddingLike, conv_options
 from convjax.tying import structure_from_options
 
-ALGORITHMS = ("auto", "xla", "dense")
+ALGORITHMS = _alg.ALGORITHMS
 
 
 def conv1d(
@@ -51,9 +51,16 @@ def conv1d(
       padding_mode: ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"``
         (torch's meanings).
       precision: passed to XLA (e.g. ``jax.lax.Precision.HIGHEST``).
-      algorithm: ``"auto"``, ``"xla"`` (``lax.conv_general_dilated``) or ``"dense"``
-        (the matrix of :func:`convjax.conv_matrix` times the input; a reference).
-        All are exact up to floating-point rounding.
+      algorithm: ``"auto"`` (default: a documented rule of the backend and the
+        static shapes, see :func:`convjax.algorithms.choose` and ``docs/speed.md``),
+        ``"xla"`` (``lax.conv_general_dilated``), ``"direct"`` (one shifted
+        multiply-add or matmul per tap), ``"fft"`` (real FFT of a fast length, or
+        overlap-save blocks for long signals), ``"matmul"`` (im2col patches times
+        the filter matrix) or ``"dense"`` (the matrix of
+        :func:`convjax.conv_matrix` times the input; a reference). All support
+        every option and are exact up to floating-point rounding; an explicit
+        name is differentiated by its own autodiff, ``"auto"`` may take a faster
+        route for the gradients (a custom JVP, see :mod:`convjax.algorithms`).
 
     Returns:
       ``(..., Lout, Cout)`` array in the promoted dtype of ``x`` and ``w``.
@@ -80,10 +87,10 @@ def conv1d(
     x, w, geom = _prepare("conv1d", x, w, opts)
     batch = x.shape[:-2]
     xb = x.reshape(-1, *x.shape[-2:])
-    if algorithm in ("auto", "xla"):
-        y = _conv_xla(xb, w, geom, opts.groups, precision)
-    else:
+    if algorithm == "dense":
         y = _conv_dense(xb, w, opts, precision)
+    else:
+        y = _conv_fast(x, xb, w, geom, opts.groups, precision, algorithm)
     return y.reshape(*batch, *y.shape[-2:])
 
 
@@ -127,23 +134,32 @@ def pad_input(x, geom: Geometry):
     return jnp.take(x, jnp.asarray(geom.padded_source()), axis=-2)
 
 
-def _conv_xla(xb, w, geom: Geometry, groups: int, precision):
+def _conv_fast(x, xb, w, geom: Geometry, groups: int, precision, algorithm: str):
+    """Pads (other than zeros), flips, picks the algorithm and runs it:
+    ``(B, L, Cin)`` -> ``(B, Lout, Cout)``."""
     if geom.flip:
         w = w[::-1]
     if geom.padding_mode == "zeros":
-        pads = [(geom.pad_lo, geom.pad_hi)]
+        pads = (geom.pad_lo, geom.pad_hi)
     else:
         xb = pad_input(xb, geom)
-        pads = [(0, 0)]
-    return jax.lax.conv_general_dilated(
-        xb, w,
-        window_strides=(geom.stride,),
-        padding=pads,
-        rhs_dilation=(geom.dilation,),
-        dimension_numbers=("NWC", "WIO", "NWC"),
-        feature_group_count=groups,
-        precision=precision,
-    )
+        pads = (0, 0)
+    spec = _alg.Spec(geom.stride, geom.dilation, groups, *pads, geom.out_length)
+    if algorithm == "auto":
+        choice = _alg.choose(
+            _alg.platform_of(x),
+            batch=xb.shape[0],
+            length=geom.padded_length,
+            in_channels=xb.shape[-1],
+            out_channels=w.shape[-1],
+            kernel_size=geom.kernel_size,
+            dilation=geom.dilation,
+            groups=groups,
+        )
+        forward, gradient = choice.forward, choice.gradient
+    else:
+        forward = gradient = algorithm
+    return _alg.conv_core(xb, w, spec, forward=forward, gradient=gradient, precision=precision)
 
 
 def _conv_dense(xb, w, opts: ConvOptions, precision):

@@ -1,0 +1,371 @@
+"""The exact algorithms behind :func:`convjax.conv1d`, the ``"auto"`` rule and the
+custom derivative that lets the forward pass and the gradients take different routes.
+
+Every algorithm computes the same thing, a VALID cross-correlation of an input that
+is already padded (or, for ``padding_mode="zeros"``, is padded by the algorithm
+itself, see :class:`Spec`) with a filter that is already flipped:
+
+    ``y[b, o, co] = sum_{k, a} xp[b, o*stride + k*dilation, h*cig + a] * w[k, a, co]``
+
+for ``co`` in group ``h`` (``cig = Cin // groups``). Shapes: ``xp`` is
+``(B, Lp, Cin)``, ``w`` is ``(K, Cin // groups, Cout)``, ``y`` is ``(B, Lout, Cout)``.
+
+=============  ===================================================================
+``"xla"``      ``lax.conv_general_dilated``.
+``"direct"``   one shifted (strided) slice of the input per tap, times the tap's
+               ``(Cin/g, Cout)`` block, summed: K matmuls (or, with one input
+               channel per group, K elementwise multiply-adds, which XLA fuses into
+               one loop over the output).
+``"matmul"``   im2col: the K shifted slices side by side, ``(B*Lout, K*Cin/g)``,
+               times the filter matrix ``(K*Cin/g, Cout)``: one matmul per group.
+``"fft"``      real FFT. A circular correlation of length ``N >= Lp`` is exact on
+               the valid outputs, so one FFT of the fast length (2^a 3^b 5^c)
+               ``N >= Lp`` suffices; for long signals with a comparatively short
+               filter, overlap-save blocks (the dual of overlap-add) of a
+               power-of-two length chosen by an operation count. Strided outputs
+               are computed at full rate and subsampled.
+=============  ===================================================================
+
+The ``"dense"`` reference (the Toeplitz matrix of :func:`convjax.conv_matrix` times
+the input) lives in :mod:`convjax.conv` because it needs :mod:`convjax.tying`.
+
+Gradients. :func:`conv_core` evaluates the forward pass with one algorithm and,
+through a :func:`jax.custom_jvp`, its derivatives with another: the tangent is
+``G(dx, w) + G(x, dw)`` for the gradient algorithm ``G``, and reverse mode
+transposes it. With ``G = "direct"`` the weight gradient is K matmuls
+``xp_k^T g`` contracting over batch*length and the input gradient is K matmuls
+``g w_k^T`` added at shifted positions; with ``G = "matmul"`` they are one
+matmul each (plus the im2col copy). Forward mode, ``vmap`` and higher orders work
+because ``G`` is made of ordinary differentiable ``jax.numpy`` operations.
+
+The ``"auto"`` rule (:func:`choose`) is a fixed, documented function of the backend
+and the static shapes, calibrated once by ``benchmarks/bench_conv1d.py``; nothing is
+timed at call time and nothing is cached, so it is safe under ``jit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+#: The algorithm names :func:`convjax.conv1d` accepts.
+ALGORITHMS = ("auto", "xla", "direct", "fft", "matmul", "dense")
+
+#: The algorithms implemented here (``"dense"`` is in :mod:`convjax.conv`).
+CORE_ALGORITHMS = ("xla", "direct", "fft", "matmul")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """Static description of a valid cross-correlation (hashable, jit-static).
+
+    Attributes:
+      stride, dilation, groups: as in :func:`convjax.conv1d`.
+      pad_lo, pad_hi: zeros the algorithm adds before / after the input (nonzero
+        only for ``padding_mode="zeros"``; other modes are padded beforehand).
+      out_length: ``Lout``.
+    """
+
+    stride: int
+    dilation: int
+    groups: int
+    pad_lo: int
+    pad_hi: int
+    out_length: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """What ``"auto"`` picked: the forward algorithm and the gradient algorithm."""
+
+    forward: str
+    gradient: str
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def _compute_dtype(dtype):
+    """float16/bfloat16 are computed in float32 (as XLA accumulates them)."""
+    return jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
+
+
+def _zero_pad(x, spec: Spec):
+    if spec.pad_lo == 0 and spec.pad_hi == 0:
+        return x
+    return jnp.pad(x, ((0, 0), (spec.pad_lo, spec.pad_hi), (0, 0)))
+
+
+def _tap(xp, k: int, spec: Spec):
+    """``(B, Lout, Cin)``: the input positions read by tap ``k``."""
+    start = k * spec.dilation
+    stop = start + (spec.out_length - 1) * spec.stride + 1
+    return jax.lax.slice_in_dim(xp, start, stop, stride=spec.stride, axis=1)
+
+
+def _with_compute_dtype(fn):
+    """Runs ``fn(x, w, spec, precision)`` in float32 for half-precision inputs and
+    casts the result back, so that every algorithm preserves the dtype."""
+
+    @functools.wraps(fn)
+    def wrapped(x, w, spec, precision):
+        dtype = jnp.result_type(x, w)
+        cdt = _compute_dtype(dtype)
+        y = fn(x.astype(cdt), w.astype(cdt), spec, precision)
+        return y.astype(dtype)
+
+    return wrapped
+
+
+# ---------------------------------------------------------------------------
+# the algorithms: (x, w, spec, precision) -> y, shapes (B, L, Cin), (K, Cin/g, Cout)
+# -> (B, Lout, Cout)
+
+
+def conv_xla(x, w, spec: Spec, precision):
+    """``lax.conv_general_dilated``."""
+    return jax.lax.conv_general_dilated(
+        x, w,
+        window_strides=(spec.stride,),
+        padding=[(spec.pad_lo, spec.pad_hi)],
+        rhs_dilation=(spec.dilation,),
+        dimension_numbers=("NWC", "WIO", "NWC"),
+        feature_group_count=spec.groups,
+        precision=precision,
+    )
+
+
+@_with_compute_dtype
+def conv_direct(x, w, spec: Spec, precision):
+    """Shifted multiply-adds (one input channel per group) or shifted matmuls."""
+    xp = _zero_pad(x, spec)
+    K, cig, cout = w.shape
+    g = spec.groups
+    cog = cout // g
+    B, lout = xp.shape[0], spec.out_length
+    y = None
+    for k in range(K):
+        xk = _tap(xp, k, spec).reshape(B, lout, g, cig)
+        wk = w[k].reshape(cig, g, cog)
+        if cig == 1:
+            term = xk * wk.reshape(1, 1, g, cog)
+        elif g == 1:
+            term = jnp.einsum("bla,ac->blc", xk[:, :, 0], wk[:, 0], precision=precision)
+            term = term.reshape(B, lout, 1, cog)
+        else:
+            term = jnp.einsum("blga,agc->blgc", xk, wk, precision=precision)
+        y = term if y is None else y + term
+    return y.reshape(B, lout, cout)
+
+
+@_with_compute_dtype
+def conv_matmul(x, w, spec: Spec, precision):
+    """im2col: ``(B*Lout, K*Cin/g)`` patches times ``(K*Cin/g, Cout)``."""
+    xp = _zero_pad(x, spec)
+    K, cig, cout = w.shape
+    g = spec.groups
+    cog = cout // g
+    B, lout = xp.shape[0], spec.out_length
+    if g == 1:
+        patches = jnp.concatenate([_tap(xp, k, spec) for k in range(K)], axis=-1)
+        return jnp.einsum(
+            "blk,kc->blc", patches, w.reshape(K * cig, cout), precision=precision
+        )
+    taps = [_tap(xp, k, spec).reshape(B, lout, g, 1, cig) for k in range(K)]
+    patches = jnp.concatenate(taps, axis=3)  # (B, Lout, g, K, cig)
+    wg = w.reshape(K, cig, g, cog)
+    y = jnp.einsum("blgka,kagc->blgc", patches, wg, precision=precision)
+    return y.reshape(B, lout, cout)
+
+
+def fast_length(n: int) -> int:
+    """The smallest ``m >= n`` of the form ``2^a 3^b 5^c`` (a fast FFT length)."""
+    n = max(int(n), 1)
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def fft_plan(padded_length: int, effective_kernel: int) -> tuple[int, int]:
+    """``(N, M)``: FFT length and valid outputs per block for :func:`conv_fft`.
+
+    ``M = 0`` means one FFT of the fast length ``N >= Lp`` over the whole signal;
+    otherwise overlap-save blocks of length ``N`` (a power of two) each give
+    ``M = N - E + 1`` outputs. The choice minimises ``blocks * N * log2(N)`` with the
+    whole-signal FFT counted the same way, and needs ``E - 1 <= M``.
+    """
+    lp, e = int(padded_length), int(effective_kernel)
+    n_whole = fast_length(lp)
+    lv = lp - e + 1
+    best = (n_whole * math.log2(max(n_whole, 2)), n_whole, 0)
+    n = 1 << max((2 * e - 1).bit_length(), 6)
+    while n < n_whole:
+        m = n - e + 1
+        if e - 1 <= m:
+            blocks = -(-lv // m)
+            # 1.15: a mild penalty for the framing copies and the extra batch axis.
+            cost = 1.15 * blocks * n * math.log2(n)
+            if cost < best[0]:
+                best = (cost, n, m)
+        n *= 2
+    return best[1], best[2]
+
+
+@_with_compute_dtype
+def conv_fft(x, w, spec: Spec, precision):
+    """Real FFT (one fast-length transform, or overlap-save blocks)."""
+    xp = _zero_pad(x, spec)
+    K, cig, cout = w.shape
+    g, d = spec.groups, spec.dilation
+    cog = cout // g
+    B, lp = xp.shape[0], xp.shape[1]
+    e = d * (K - 1) + 1
+    lv = lp - e + 1  # valid outputs at stride 1
+    # the dilated filter, (E, cig, Cout), zeros between taps
+    h = jax.lax.pad(w, jnp.zeros((), w.dtype), [(0, 0, d - 1), (0, 0, 0), (0, 0, 0)])
+    n, m = fft_plan(lp, e)
+    if m == 0:
+        frames = xp[:, None]  # (B, 1, Lp, Cin)
+        m = lv
+    else:
+        nb = -(-lv // m)
+        xpad = jnp.pad(xp, ((0, 0), (0, (nb + 1) * m - lp), (0, 0)))
+        blocks = xpad.reshape(B, nb + 1, m, xp.shape[2])
+        frames = jnp.concatenate([blocks[:, :nb], blocks[:, 1:, : e - 1]], axis=2)
+    X = jnp.fft.rfft(frames, n=n, axis=2)  # (B, nb, F, Cin)
+    H = jnp.conj(jnp.fft.rfft(h, n=n, axis=0))  # (F, cig, Cout)
+    nb_, f = X.shape[1], X.shape[2]
+    if cig == 1 and g == cout:  # depthwise / single channel: elementwise
+        Y = X * H.reshape(1, 1, f, cout)
+    elif g == 1:
+        Y = jnp.einsum("bnfa,fac->bnfc", X, H, precision=precision)
+    else:
+        Y = jnp.einsum(
+            "bnfga,fagc->bnfgc", X.reshape(B, nb_, f, g, cig), H.reshape(f, cig, g, cog),
+            precision=precision,
+        ).reshape(B, nb_, f, cout)
+    y = jnp.fft.irfft(Y, n=n, axis=2)[:, :, :m]  # (B, nb, M, Cout)
+    y = y.reshape(B, nb_ * m, cout)
+    stop = (spec.out_length - 1) * spec.stride + 1
+    return jax.lax.slice_in_dim(y, 0, stop, stride=spec.stride, axis=1)
+
+
+_IMPLS = {"xla": conv_xla, "direct": conv_direct, "matmul": conv_matmul, "fft": conv_fft}
+
+
+# ---------------------------------------------------------------------------
+# the custom derivative
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _split_route(x, w, spec, forward, gradient, precision):
+    return _IMPLS[forward](x, w, spec, precision)
+
+
+@functools.partial(_split_route.defjvp, symbolic_zeros=True)
+def _split_route_jvp(spec, forward, gradient, precision, primals, tangents):
+    x, w = primals
+    dx, dw = tangents
+    y = _split_route(x, w, spec, forward, gradient, precision)
+    g = _IMPLS[gradient]
+    dy = None
+    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
+        dy = g(dx, w, spec, precision)
+    if not isinstance(dw, jax.custom_derivatives.SymbolicZero):
+        term = g(x, dw, spec, precision)
+        dy = term if dy is None else dy + term
+    if dy is None:
+        dy = jnp.zeros_like(y)
+    return y, dy
+
+
+def conv_core(x, w, spec: Spec, *, forward: str, gradient: str | None = None, precision=None):
+    """Valid cross-correlation by a named forward algorithm, differentiated by a
+    named gradient algorithm.
+
+    Args:
+      x: ``(B, L, Cin)``, padded already unless ``spec.pad_lo/pad_hi`` say otherwise.
+      w: ``(K, Cin // groups, Cout)``, already flipped for a true convolution.
+      spec: the static :class:`Spec`.
+      forward: one of :data:`CORE_ALGORITHMS`.
+      gradient: the algorithm whose derivative is used (``None``: ``forward``). When
+        it equals ``forward`` plain autodiff is used.
+      precision: passed to every matmul / XLA convolution.
+
+    Returns:
+      ``(B, Lout, Cout)`` in the dtype of ``x``.
+    """
+    gradient = forward if gradient is None else gradient
+    if gradient == forward:
+        return _IMPLS[forward](x, w, spec, precision)
+    return _split_route(x, w, spec, forward, gradient, precision)
+
+
+# ---------------------------------------------------------------------------
+# the "auto" rule
+
+
+def platform_of(x) -> str:
+    """The platform (``"cpu"``, ``"gpu"``, ``"tpu"``) ``x`` lives on; under ``jit``
+    (a tracer has no device) the default backend."""
+    try:
+        devices = x.devices()
+    except (AttributeError, jax.errors.ConcretizationTypeError):
+        devices = None
+    if devices:
+        platform = next(iter(devices)).platform
+    else:
+        platform = jax.default_backend()
+    return "gpu" if platform in ("cuda", "rocm", "gpu") else platform
+
+
+def choose(
+    platform: str,
+    *,
+    batch: int,
+    length: int,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    dilation: int,
+    groups: int,
+) -> Choice:
+    """The ``"auto"`` rule: which algorithms compute the forward pass and the gradients.
+
+    A fixed function of static facts, calibrated by ``benchmarks/bench_conv1d.py``
+    on a 2-core x86 CPU and kept conservative elsewhere (see ``docs/speed.md``).
+    With ``E = dilation*(K-1)+1`` and ``cpg = (Cin/groups) * (Cout/groups)`` the
+    channel pairs per group:
+
+    * every platform: a single channel pair per group (``cpg == 1``, e.g. a 1-D
+      signal or a depthwise layer) with ``E >= 64`` and ``L >= 2048``: ``"fft"``.
+    * not CPU (GPU, TPU): otherwise ``"xla"``, forward and gradients (XLA's
+      convolutions are the vendor libraries there).
+    * CPU, ``cpg == 1``: ``"direct"`` (K fused multiply-adds) for ``E < 64``.
+    * CPU, more channels: forward ``"xla"``; gradients ``"direct"`` (per-tap
+      matmuls contracting over batch*length), which measured faster than XLA's
+      convolution backward on the CNN shapes of the benchmark.
+    """
+    e = dilation * (kernel_size - 1) + 1
+    cpg = (in_channels // groups) * (out_channels // groups)
+    if cpg == 1 and e >= 64 and length >= 2048:
+        return Choice("fft", "fft")
+    if platform != "cpu":
+        return Choice("xla", "xla")
+    if cpg == 1:
+        return Choice("direct", "direct")
+    return Choice("xla", "direct")
