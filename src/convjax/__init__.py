@@ -12,7 +12,7 @@ Public API:
   (sums copies), the nearest filter (averages copies), the locally connected view.
 """
 
-from convjax import data, nn
+from convjax import data, nn, train
 from convjax.conv import conv1d
 from convjax.geometry import ConvOptions, Geometry, conv_options
 from convjax.local import locally_connected1d
@@ -42,4 +42,5 @@ __all__ = [
     "data",
     "locally_connected1d",
     "nn",
+    "train",
 ]
