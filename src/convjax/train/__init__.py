@@ -6,6 +6,7 @@ resume after a crash and scale over devices.
 * :func:`fit_many` -- the same, vmapped over runs (seeds, hyperparameters).
 * losses and metrics: :func:`softmax_cross_entropy`, :func:`logistic_loss`,
   :func:`mse`, :func:`accuracy`, :func:`binary_accuracy`; :func:`mean_std` over seeds.
+* optimizers: :func:`beta_lasso` (L1 step plus hard threshold, Neyshabur 2020).
 * checkpoints (npz + JSON, no pickle): :func:`save_checkpoint`,
   :func:`load_checkpoint`, :func:`latest_checkpoint`, :class:`CheckpointError`.
 """
@@ -26,13 +27,16 @@ from convjax.train.losses import (
     mse,
     softmax_cross_entropy,
 )
+from convjax.train.optimizers import BetaLassoState, beta_lasso
 
 __all__ = [
+    "BetaLassoState",
     "CheckpointError",
     "FitResult",
     "NonFiniteError",
     "TrainState",
     "accuracy",
+    "beta_lasso",
     "binary_accuracy",
     "fit",
     "fit_many",

@@ -226,7 +226,7 @@ def _check_data(fn: str, name: str, data, required: bool) -> int | None:
     if len(set(sizes.values())) != 1:
         raise ValueError(
             f"{fn}: the leaves of `{name}` must share their leading (example) axis, got "
-            f"sizes {sizes}."
+            f"sizes {', '.join(f'{k}: {v}' for k, v in sizes.items())}."
         )
     n = next(iter(sizes.values()))
     if n < 1:
@@ -605,14 +605,16 @@ def _run(fn, kind, loss_fn, optimizer, params, data, key, *, steps, batch_size, 
 def _nonfinite_error(fn, bad, many):
     if many:
         runs = tuple(int(r) for r in np.flatnonzero(bad >= 0))
-        first = int(min(bad[list(runs)]))
-        where = f" (runs {list(runs)})"
+        first_run = min(runs, key=lambda r: (bad[r], r))
+        first = int(bad[first_run])
+        where = f" in run {first_run} (runs hit in this block: {list(runs)})"
     else:
         runs, first, where = None, int(bad), ""
     return NonFiniteError(
-        f"{fn}: the loss or its gradient is not finite at step {first}{where} (the 0-based "
-        f"index of the update; params are kept as they were after {first} updates). Lower "
-        "the learning rate, check the data, or pass on_nonfinite='skip' to skip such steps.",
+        f"{fn}: the loss or its gradient is not finite at step {first}{where}; step is the "
+        f"0-based index of the update, params are kept as they were after {first} updates. "
+        "Lower the learning rate, check the data, or pass on_nonfinite='skip' to skip such "
+        "steps.",
         step=first,
         runs=runs,
     )
