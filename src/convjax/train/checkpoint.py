@@ -243,7 +243,8 @@ def load_checkpoint(path: str, like):
         raise CheckpointError(
             f"checkpoint `{path}` does not match the expected structure: "
             f"{len(got_paths)} leaves stored, {len(want_paths)} expected; "
-            f"missing {missing[:5]}, unexpected {extra[:5]}."
+            f"missing {', '.join(missing[:5]) or 'none'}; unexpected "
+            f"{', '.join(extra[:5]) or 'none'}."
         )
     for (_, leaf), entry in zip(expected, manifest, strict=True):
         want_shape = list(np.shape(leaf))
