@@ -12,7 +12,7 @@ Public API:
   (sums copies), the nearest filter (averages copies), the locally connected view.
 """
 
-from convjax import data, nn, train
+from convjax import data, measures, nn, train
 from convjax.conv import conv1d
 from convjax.geometry import ConvOptions, Geometry, conv_options
 from convjax.local import locally_connected1d
@@ -41,6 +41,7 @@ __all__ = [
     "correlate",
     "data",
     "locally_connected1d",
+    "measures",
     "nn",
     "train",
 ]
