@@ -49,12 +49,13 @@ so that every ``x_i`` has variance 1. Small gain ``g`` gives (nearly) Gaussian
 data, large ``g`` (nearly) binary ``sign(z)`` data. The classes differ only in
 their correlation length, not in their marginals.
 
-With the wrap-around distance, ``C(xi)`` can have slightly negative
-eigenvalues when ``xi`` is not small against ``d`` (the smallest is ``-9e-8``
-for ``d=40, xi=5``, ``-2e-3`` for ``d=40, xi=8``). :func:`field_covariance`
-therefore clips the eigenvalues at 0 and rescales to unit diagonal; the
-generators sample from exactly the matrix it returns (the clipping is a no-op
-for ``xi <= d/8``).
+With the wrap-around distance, ``C(xi)`` can have negative eigenvalues when
+``xi`` is not small against ``d`` (below ``-1e-12`` from about ``xi >= d/10``:
+the smallest is ``-1e-11`` for ``d=40, xi=4``, ``-9e-8`` for ``xi=5``, ``-2e-3``
+for ``xi=8``). :func:`field_covariance` then clips the eigenvalues at 0 and
+rescales to unit diagonal; the generators sample from exactly the matrix it
+returns, and the matrix is the plain kernel whenever no eigenvalue is below
+``-1e-12``.
 
 The covariance of ``x`` is known in closed form (the arcsin formula for erf of
 jointly Gaussian variables with unit variance and correlation ``c``):
@@ -140,7 +141,27 @@ def balanced_labels(key, n: int):
       ``n // 2`` ones and ``n - n // 2`` zeros.
     """
     n = _checks.as_positive_int("balanced_labels", "n", n)
-    return jax.random.permutation(key, jnp.arange(n, dtype=jnp.int32) % 2)
+    return _balanced_from(jax.random.bits(key, (n,), dtype=jnp.uint32))
+
+
+def _balanced_from(sort_keys):
+    """``[0, 1, 0, 1, ...]`` permuted by the order of ``sort_keys`` (``(n,)``, iid
+    continuous or uniform words: every permutation is equally likely up to ties)."""
+    return (jnp.argsort(sort_keys) % 2).astype(jnp.int32)
+
+
+def _below(words, m: int):
+    """Uniform ints in ``[0, m)`` from uniform uint32 ``words``: ``floor(words * m / 2**32)``
+    (Lemire's multiply-shift, in 16-bit limbs so that it needs no 64-bit integers; the
+    bias is at most ``m / 2**32``). ``m`` is a static int, ``1 <= m <= 2**31``."""
+    m = jnp.uint32(m)
+    lo16 = jnp.uint32(0xFFFF)
+    a_hi, a_lo = words >> 16, words & lo16
+    b_hi, b_lo = m >> 16, m & lo16
+    lh, hl = a_lo * b_hi, a_hi * b_lo
+    mid = ((a_lo * b_lo) >> 16) + (lh & lo16) + (hl & lo16)
+    high = a_hi * b_hi + (lh >> 16) + (hl >> 16) + (mid >> 16)
+    return high.astype(jnp.int32)
 
 
 def class_counts(y, *, num_classes: int = 2):
@@ -319,23 +340,26 @@ def local_pattern(
     else:
         motif = _check_motif(motif, k)
 
-    k_label, k_window, k_background, k_start = jax.random.split(key, 4)
-    y = balanced_labels(k_label, n)
+    # One draw of random words for everything (each separate jax.random call costs
+    # about a second of XLA compilation on CPU): column 0 orders the labels,
+    # column 1 picks the window pattern, column 2 the start, the rest the background.
+    words = jax.random.bits(key, (n, 3 + d), dtype=jnp.uint32)
+    y = _balanced_from(words[:, 0])
     if rule == "parity":
         # k-1 free bits, the last one fixes the parity: uniform over that class.
-        free = jax.random.randint(k_window, (n,), 0, 2 ** (k - 1), dtype=jnp.int32)
+        free = _below(words[:, 1], 2 ** (k - 1))
         free_parity = jax.lax.population_count(free) & 1
         codes = free | ((free_parity ^ y) << (k - 1))
     else:
         motif_code = sum(1 << j for j, v in enumerate(motif) if v == -1)
-        other = jax.random.randint(k_window, (n,), 0, 2**k - 1, dtype=jnp.int32)
+        other = _below(words[:, 1], 2**k - 1)
         other = other + (other >= motif_code).astype(jnp.int32)  # skip the motif
         codes = jnp.where(y == 1, jnp.int32(motif_code), other)
     window = _bits_to_signs(codes, k)  # (n, k)
 
-    background = noise * (1 - 2 * jax.random.bernoulli(k_background, 0.5, (n, d)))
+    background = noise * (1 - 2 * (words[:, 3:] >> 31).astype(jnp.int32))
     if position == "random":
-        starts = jax.random.randint(k_start, (n,), 0, d - k + 1, dtype=jnp.int32)
+        starts = _below(words[:, 2], d - k + 1)
     else:
         starts = jnp.full((n,), start, dtype=jnp.int32)
     offset = jnp.arange(d, dtype=jnp.int32)[None, :] - starts[:, None]  # (n, d)
@@ -369,8 +393,9 @@ def field_covariance(d: int, xi: float) -> np.ndarray:
 
     ``C_ij = exp(-dist(i, j)**2 / xi**2)`` with the wrap-around distance
     ``dist(i, j) = min(|i-j|, d-|i-j|)``, made positive semi-definite by clipping
-    negative eigenvalues at 0 and rescaled to unit diagonal (a no-op for
-    ``xi <= d/8``; see the module docstring).
+    negative eigenvalues at 0 and rescaled to unit diagonal when the smallest
+    eigenvalue is below ``-1e-12`` (about ``xi >= d/10``; see the module docstring),
+    left as it is otherwise.
 
     Args:
       d: number of sites, int >= 1.
@@ -387,7 +412,7 @@ def field_covariance(d: int, xi: float) -> np.ndarray:
     dist = np.minimum(dist, d - dist)
     c = np.exp(-(dist.astype(np.float64) ** 2) / xi**2)
     evals, evecs = np.linalg.eigh(c)
-    if evals.min() < 0:
+    if evals.min() < -1e-12:
         c = (evecs * np.maximum(evals, 0.0)) @ evecs.T
         s = 1.0 / np.sqrt(np.diag(c))
         c = s[:, None] * c * s[None, :]
@@ -434,10 +459,12 @@ def _check_field_args(fn: str, n, d, xi, gain, dtype):
 def _two_class_gaussian(key, n: int, roots: np.ndarray, dt):
     """Balanced labels ``y`` ``(n,)`` and ``z ~ N(0, roots[y] @ roots[y].T)`` ``(n, d)``,
     computed in ``dt`` promoted to at least float32; ``roots`` is ``(2, d, d)``."""
-    k_label, k_field = jax.random.split(key)
-    y = balanced_labels(k_label, n)
     work = jnp.promote_types(dt, jnp.float32)
-    eps = jax.random.normal(k_field, (n, roots.shape[-1]), dtype=work)
+    # one random draw (each jax.random call costs compilation time): the last column
+    # orders the labels, the others are the white noise.
+    eps = jax.random.normal(key, (n, roots.shape[-1] + 1), dtype=work)
+    y = _balanced_from(eps[:, -1])
+    eps = eps[:, :-1]
     r = jnp.asarray(roots, work)
     hp = jax.lax.Precision.HIGHEST
     z0 = jnp.einsum("ij,nj->ni", r[0], eps, precision=hp)
