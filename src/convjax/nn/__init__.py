@@ -10,7 +10,31 @@ trains a dense or locally connected twin inside the conv structure, and
 :mod:`convjax.nn.interop` imports torch / flax / equinox conv weights.
 """
 
-from convjax.nn import initializers
+from convjax.nn import family, initializers, interop, tied
+from convjax.nn.family import (
+    conv_to_dense,
+    conv_to_local,
+    dense_to_conv,
+    dense_to_conv_adjoint,
+    dense_to_local,
+    dense_to_local_adjoint,
+    distance_to_conv,
+    kind_of,
+    local_to_conv,
+    local_to_conv_adjoint,
+    local_to_dense,
+    move,
+    off_structure_share,
+)
+from convjax.nn.interop import (
+    conv1d_from_equinox,
+    conv1d_from_flax,
+    conv1d_from_torch,
+    from_flax_conv,
+    from_torch_conv1d,
+    to_flax_conv,
+    to_torch_conv1d,
+)
 from convjax.nn.layers import (
     ACTIVATIONS,
     TYINGS,
@@ -37,6 +61,7 @@ from convjax.nn.layers import (
     structure,
     twin,
 )
+from convjax.nn.tied import project_params, projected_gradient, tied_gradient
 
 __all__ = [
     "ACTIVATIONS",
@@ -58,10 +83,36 @@ __all__ = [
     "MaxPool1D",
     "Relu",
     "Tanh",
+    "conv1d_from_equinox",
+    "conv1d_from_flax",
+    "conv1d_from_torch",
+    "conv_to_dense",
+    "conv_to_local",
+    "dense_to_conv",
+    "dense_to_conv_adjoint",
+    "dense_to_local",
+    "dense_to_local_adjoint",
+    "distance_to_conv",
+    "family",
+    "from_flax_conv",
+    "from_torch_conv1d",
     "initializers",
+    "interop",
+    "kind_of",
     "linear_spec",
+    "local_to_conv",
+    "local_to_conv_adjoint",
+    "local_to_dense",
+    "move",
+    "off_structure_share",
     "param_count",
+    "project_params",
+    "projected_gradient",
     "serial",
     "structure",
+    "tied",
+    "tied_gradient",
+    "to_flax_conv",
+    "to_torch_conv1d",
     "twin",
 ]
