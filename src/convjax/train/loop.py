@@ -60,8 +60,10 @@ class FitResult(NamedTuple):
     """What :func:`fit` and :func:`fit_many` return.
 
     Attributes:
-      params: final parameters (stacked ``(n_runs, ...)`` leaves for fit_many).
-      opt_state: final optimizer state (stacked likewise).
+      params: final parameters, jax arrays (stacked ``(n_runs, ...)`` leaves for
+        fit_many; with ``parallel`` they keep their sharding: replicated for
+        ``"data"``, split along runs for ``"runs"``).
+      opt_state: final optimizer state (stacked and laid out likewise).
       history: dict of numpy arrays, one entry per metric, one value per block:
         ``"step"`` (updates done when the block ended), ``"loss"`` (mean training
         loss over the block's steps), every aux metric of the loss (same mean),
@@ -598,8 +600,7 @@ def _run(fn, kind, loss_fn, optimizer, params, data, key, *, steps, batch_size, 
         bar.close()
 
     out_history = {k: np.stack(v, axis=-1) for k, v in history.items()}
-    host_state = dev.to_host(state) if parallel is not None else state
-    return FitResult(host_state.params, host_state.opt_state, out_history, step)
+    return FitResult(state.params, state.opt_state, out_history, step)
 
 
 def _nonfinite_error(fn, bad, many):
