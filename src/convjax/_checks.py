@@ -34,6 +34,13 @@ def as_positive_int(fn: str, name: str, value, *, minimum: int = 1) -> int:
 
 def check_floating(fn: str, name: str, x) -> None:
     """Raises TypeError unless ``x`` has a real floating dtype."""
+    if not hasattr(x, "dtype"):
+        # jnp.result_type on a list/tuple/str would fail with an opaque message.
+        raise TypeError(
+            f"{fn}: `{name}` must be an array (jax.Array or numpy.ndarray) with a real "
+            f"floating dtype, got an object of type {type(x).__name__}. Convert it first, "
+            f"e.g. `jnp.asarray({name}, jnp.float32)`."
+        )
     dtype = jnp.result_type(x)
     if jnp.issubdtype(dtype, jnp.complexfloating):
         raise TypeError(

@@ -115,7 +115,10 @@ def _normalise_padding(fn: str, padding) -> str | tuple[int, int]:
         lo = _checks.as_positive_int(fn, "padding[0]", padding[0], minimum=0)
         hi = _checks.as_positive_int(fn, "padding[1]", padding[1], minimum=0)
         return (lo, hi)
-    raise ValueError(
+    # A float, bool, None or other non-sequence is the wrong type; a pair of the
+    # wrong length is a wrong value.
+    error = ValueError if isinstance(padding, (tuple, list)) else TypeError
+    raise error(
         f"{fn}: `padding` must be one of {', '.join(repr(p) for p in PADDING_NAMES)}, "
         f"a non-negative int, or a pair (lo, hi) of non-negative ints, got {padding!r}."
     )

@@ -341,12 +341,22 @@ def structure_from_options(
     fn: str = "conv_structure",
 ) -> ConvStructure:
     """Builds a :class:`ConvStructure` from normalised options and ``w.shape``."""
+    try:
+        filter_shape = tuple(filter_shape)
+    except TypeError:
+        raise TypeError(
+            f"{fn}: the filter shape must be a tuple (K, Cin // groups, Cout), got "
+            f"{filter_shape!r} of type {type(filter_shape).__name__}."
+        ) from None
     if len(filter_shape) != 3:
         raise ValueError(
             f"{fn}: `w` must have rank 3 (layout (K, Cin//groups, Cout)), got rank "
             f"{len(filter_shape)} with shape {tuple(filter_shape)}."
         )
-    K, cig, cout = (int(s) for s in filter_shape)
+    K, cig, cout = (
+        _checks.as_positive_int(fn, f"w.shape[{j}]", s, minimum=0)
+        for j, s in enumerate(filter_shape)
+    )
     if min(K, cig, cout) < 1:
         raise ValueError(
             f"{fn}: `w` must have no zero-sized axis, got shape {tuple(filter_shape)}."
@@ -444,6 +454,7 @@ def conv_matrix(
     )
     s = structure_from_options(opts, np.shape(w), in_length, fn="conv_matrix")
     if max_bytes is not None:
+        max_bytes = _checks.as_positive_int("conv_matrix", "max_bytes", max_bytes, minimum=0)
         need = math.prod(s.dense_shape) * jnp.dtype(w.dtype).itemsize
         if need > max_bytes:
             raise ValueError(
