@@ -1,0 +1,226 @@
+"""The experiment framework: common.py helpers, run_all.py's registry and report, and every
+experiment that exists, run at the tiny size into a temporary folder (schema checks only;
+no scientific outcome is asserted at this size, except the seed walkthrough's exact facts)."""
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
+
+common = importlib.import_module("common")
+run_all = importlib.import_module("run_all")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_valid_output(out: Path, metrics: dict) -> None:
+    """metrics.json on disk equals the returned dict, has the schema, and its figures exist."""
+    path = out / metrics["name"] / "metrics.json"
+    on_disk = json.loads(path.read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    common.check_metrics(on_disk)
+    assert on_disk["size"] == "tiny"
+    assert on_disk["figures"], "every experiment saves at least one PNG"
+    for fig in on_disk["figures"]:
+        data = (out / metrics["name"] / fig).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 1000
+    assert on_disk["table"].startswith("|")
+    assert on_disk["wall_time_s"] > 0
+
+
+# ---- every experiment that exists, through run_all ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    names = run_all.available()
+    result = run_all.main(["--tiny", "--seeds", "3", "--out", str(out), "--only", ",".join(names)])
+    return out, names, result
+
+
+@pytest.mark.slow
+def test_run_all_runs_every_existing_experiment(tiny_run):
+    out, names, result = tiny_run
+    assert "seed_walkthrough" in names
+    assert result["failed"] == []
+    assert [r["name"] for r in result["records"]] == names
+    for record in result["records"]:
+        assert record["status"] == "ok", record["error"]
+        assert_valid_output(out, record["metrics"])
+        assert record["metrics"]["seeds"] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_report_links_tables_figures_and_claims(tiny_run):
+    out, names, result = tiny_run
+    report = (out / "REPORT.md").read_text()
+    assert result["report"] == str(out / "REPORT.md")
+    assert "## Claims vs what we measured" in report
+    for record in result["records"]:
+        m = record["metrics"]
+        assert f"## {m['name']}" in report
+        assert m["table"] in report
+        for fig in m["figures"]:
+            assert f"]({m['name']}/{fig})" in report
+        for c in m["claims"]:
+            assert c["claim"].replace("|", "\\|") in report
+    assert "| experiment | claim | measured | holds here? |" in report
+
+
+@pytest.mark.slow
+def test_seed_walkthrough_facts(tiny_run):
+    out, _, _ = tiny_run
+    m = json.loads((out / "seed_walkthrough" / "metrics.json").read_text())
+    assert set(m["figures"]) >= {"T_heatmap.png", "backward.png"}
+    seq = m["numbers"]["sequences"]
+    x, w = [1, 2, 3, 4], [5, 6, 7]
+    for mode in ("full", "valid", "same"):
+        assert seq[f"convolve_{mode}"]["convjax"] == np.convolve(x, w, mode).tolist()
+        assert seq[f"correlate_{mode}"]["convjax"] == np.correlate(x, w, mode).tolist()
+    assert seq["conv1d_valid_flip_true"] == [34, 52]
+    assert seq["conv1d_valid_flip_false"] == [38, 56]
+    dense = m["numbers"]["dense"]
+    # the full-convolution matrix: column i holds w shifted down by i (numpy reference)
+    t = np.array([np.convolve(np.eye(4)[i], w, "full") for i in range(4)]).T
+    assert dense["full_convolution"]["T"] == t.tolist()
+    assert dense["valid_cross_correlation"]["T"] == [[5, 6, 7, 0], [0, 5, 6, 7]]
+    assert dense["full_convolution"]["structural_zeros"] == 12
+    feats = m["numbers"]["feature_maps"]
+    assert feats["relu"] == np.maximum(np.convolve(x, w) - 30, 0).tolist()
+    two = np.array(feats["two_channels"])
+    assert two.shape == (6, 2)
+    assert two[:, 1].tolist() == np.convolve(x, [1, 0, -1]).tolist()
+    # backward pass: grad of w[k] = sum_o r[o] * x[o - k], r the residual (numpy reference)
+    back = m["numbers"]["backward"]
+    r = np.convolve(x, np.subtract(w, [4, 6, 9]))
+    expected = [sum(r[o] * x[o - k] for o in range(k, k + 4)) for k in range(3)]
+    summed = [row["sum_dense_grad_over_copies"] for row in back["per_weight"]]
+    assert summed == expected
+    np.testing.assert_allclose([row["grad_autodiff"] for row in back["per_weight"]], expected,
+                               rtol=1e-6)
+    assert [row["copies"] for row in back["per_weight"]] == [4, 4, 4]
+    assert back["dense_grad_abs_sum_at_structural_zeros"] > 0
+    assert all(c["holds"] is True for c in m["claims"])
+
+
+# ---- run_all with a fake registry: skipped, failed and ok experiments --------------------
+
+
+FAKE_OK = '''"""Fake experiment: writes one figure and one number."""
+import common
+import matplotlib.pyplot as plt
+
+
+def main(argv=None):
+    args = common.make_parser(__doc__).parse_args(argv)
+    run = common.start_run("fake_ok", args, description=__doc__)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    run.save_figure(fig, "line.png")
+    return run.finish(config={"size": run.size}, numbers={"answer": 42.0},
+                      table=common.markdown_table(["a"], [[1.5]]),
+                      claims=[common.claim("lines are straight", "slope 1", True),
+                              common.claim("more data helps", "cannot tell", None)])
+'''
+
+FAKE_BOOM = '''"""Fake experiment that fails."""
+def main(argv=None):
+    raise RuntimeError("boom at tiny size")
+'''
+
+
+def test_run_all_skips_missing_reports_failures(tmp_path, monkeypatch):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "fake_ok.py").write_text(FAKE_OK)
+    (scripts / "fake_boom.py").write_text(FAKE_BOOM)
+    monkeypatch.syspath_prepend(str(scripts))
+    monkeypatch.setattr(run_all, "HERE", scripts)
+    monkeypatch.setattr(run_all, "REGISTRY", ("fake_ok", "fake_missing", "fake_boom"))
+    out = tmp_path / "out"
+    result = run_all.main(["--tiny", "--out", str(out), "--seeds", "2"])
+    status = {r["name"]: r["status"] for r in result["records"]}
+    assert status == {"fake_ok": "ok", "fake_missing": "skipped", "fake_boom": "failed"}
+    assert result["failed"] == ["fake_boom"]
+    assert run_all.available() == ["fake_ok", "fake_boom"]
+    ok = result["records"][0]["metrics"]
+    assert ok["seeds"] == [0, 1] and ok["numbers"] == {"answer": 42.0}
+    assert ok["config"] == {"size": "tiny"}
+    assert_valid_output(out, ok)
+    report = (out / "REPORT.md").read_text()
+    assert "| fake_missing | skipped (not written yet) |" in report
+    assert "RuntimeError: boom at tiny size" in report
+    assert "| fake_ok | lines are straight | slope 1 | yes |" in report
+    assert "| fake_ok | more data helps | cannot tell | not decided at this size |" in report
+    assert "![fake_ok: line.png](fake_ok/line.png)" in report
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "no_such_experiment", "--out", str(out)])
+
+
+# ---- common.py helpers ------------------------------------------------------------------
+
+
+def test_parser_sizes_and_seeds():
+    p = common.make_parser("Title line.\n\nMore.")
+    a = p.parse_args([])
+    assert (a.quick, a.tiny, a.out, a.seeds) == (False, False, "results", 3)
+    assert common.size_of(a) == "full"
+    assert common.size_of(p.parse_args(["--quick"])) == "quick"
+    assert common.size_of(p.parse_args(["--tiny"])) == "tiny"
+    assert common.size_of(p.parse_args(["--tiny", "--quick"])) == "tiny"
+    assert p.parse_args(["--seeds", "5"]).seeds == 5
+    with pytest.raises(SystemExit):
+        p.parse_args(["--seeds", "0"])
+    assert common.pick("quick", tiny=1, quick=2, full=3) == 2
+
+
+def test_mean_std_matches_numpy():
+    v = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 7.0]])
+    s = common.mean_std(v)
+    np.testing.assert_allclose(s["mean"], v.mean(0))
+    np.testing.assert_allclose(s["std"], v.std(0, ddof=1))
+    assert s["min"] == [1.0, 2.0] and s["max"] == [5.0, 7.0] and s["n"] == 3
+    one = common.mean_std([2.5])
+    assert one == {"mean": 2.5, "std": 0.0, "min": 2.5, "max": 2.5, "n": 1}
+    assert common.fmt_mean_std(common.mean_std([1.0, 3.0])) == "2 ± 1.41"
+
+
+def test_seed_keys_vmap():
+    keys = common.seed_keys([0, 1, 2])
+    assert keys.shape == (3,)
+    draws = jax.vmap(lambda k: jax.random.normal(k, (2,)))(keys)
+    np.testing.assert_array_equal(draws[1], jax.random.normal(jax.random.key(1), (2,)))
+
+
+def test_markdown_table_and_claims():
+    t = common.markdown_table(["a", "b"], [[1, 0.123456], ["x|y", None]], fmt=".3g")
+    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |", "| x\\|y | None |"]
+    with pytest.raises(ValueError, match=r"markdown_table: row 0 has 1 cells, expected 2"):
+        common.markdown_table(["a", "b"], [[1]])
+    assert common.claim("c", "m", np.bool_(True)) == {"claim": "c", "measured": "m", "holds": True}
+    with pytest.raises(TypeError, match=r"claim: `holds` must be True, False or None, got 'yes'"):
+        common.claim("c", "m", "yes")
+
+
+def test_to_jsonable_and_check_metrics():
+    obj = {"a": np.arange(3), "b": jax.numpy.ones(2), "c": (np.float32(1.5), math.nan),
+           "d": {1: np.int64(4), "e": np.bool_(False)}, "p": Path("x/y.png")}
+    assert common.to_jsonable(obj) == {
+        "a": [0, 1, 2], "b": [1.0, 1.0], "c": [1.5, None], "d": {"1": 4, "e": False},
+        "p": "x/y.png"}
+    with pytest.raises(TypeError, match=r"to_jsonable: cannot store a object"):
+        common.to_jsonable(object())
+    good = {k: None for k in common.METRICS_KEYS}
+    with pytest.raises(ValueError, match=r"check_metrics: `name` must be"):
+        common.check_metrics(good)
+    with pytest.raises(ValueError, match=r"check_metrics: missing keys \['wall_time_s'\]"):
+        common.check_metrics({k: None for k in common.METRICS_KEYS[:-1]})
