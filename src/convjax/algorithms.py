@@ -348,24 +348,32 @@ def choose(
 
     A fixed function of static facts, calibrated by ``benchmarks/bench_conv1d.py``
     on a 2-core x86 CPU and kept conservative elsewhere (see ``docs/speed.md``).
-    With ``E = dilation*(K-1)+1`` and ``cpg = (Cin/groups) * (Cout/groups)`` the
-    channel pairs per group:
+    With ``E = dilation*(K-1)+1`` the effective kernel length and ``cig``, ``cog``
+    the input and output channels per group:
 
-    * every platform: a single channel pair per group (``cpg == 1``, e.g. a 1-D
-      signal or a depthwise layer) with ``E >= 64`` and ``L >= 2048``: ``"fft"``.
-    * not CPU (GPU, TPU): otherwise ``"xla"``, forward and gradients (XLA's
-      convolutions are the vendor libraries there).
-    * CPU, ``cpg == 1``: ``"direct"`` (K fused multiply-adds) for ``E < 64``.
-    * CPU, more channels: forward ``"xla"``; gradients ``"direct"`` (per-tap
-      matmuls contracting over batch*length), which measured faster than XLA's
-      convolution backward on the CNN shapes of the benchmark.
+    * not CPU (GPU, TPU): ``"xla"`` for the forward pass and the gradients (XLA's
+      convolutions are the vendor libraries there), except one long single-channel
+      signal (``Cin == Cout == 1``, ``L >= 2**17``) with a long filter
+      (``E >= 128``): ``"fft"``.
+    * CPU, one channel pair per group (``cig == cog == 1``: a 1-D signal, a batch
+      of them, a depthwise layer): forward ``"direct"`` (K fused multiply-adds) for
+      ``E < 64``, ``"fft"`` for ``E >= 64``; gradients ``"fft"`` (the transposes of
+      FFTs are FFTs; XLA's grouped and single-channel convolution gradients
+      measured several times slower).
+    * CPU, one input channel per group and more outputs (``cig == 1``), ``E < 64``:
+      forward ``"direct"``, gradients ``"xla"``.
+    * CPU, otherwise (CNN layers): ``"xla"`` for both. The split routes
+      (per-tap matmuls contracting over batch*length, im2col) measured slower
+      than XLA's convolution gradients on this machine; see ``docs/speed.md``.
     """
     e = dilation * (kernel_size - 1) + 1
-    cpg = (in_channels // groups) * (out_channels // groups)
-    if cpg == 1 and e >= 64 and length >= 2048:
-        return Choice("fft", "fft")
+    cig, cog = in_channels // groups, out_channels // groups
     if platform != "cpu":
+        if in_channels == 1 and out_channels == 1 and e >= 128 and length >= 2**17:
+            return Choice("fft", "fft")
         return Choice("xla", "xla")
-    if cpg == 1:
-        return Choice("direct", "direct")
-    return Choice("xla", "direct")
+    if cig == 1 and cog == 1:
+        return Choice("fft" if e >= 64 else "direct", "fft")
+    if cig == 1 and e < 64:
+        return Choice("direct", "xla")
+    return Choice("xla", "xla")
