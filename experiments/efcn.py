@@ -51,16 +51,17 @@ def config_for(size: str) -> dict:
             "noise": 0.5,
         },
         "n_train": common.pick(size, tiny=64, quick=256, full=256),
-        "n_test": common.pick(size, tiny=128, quick=2048, full=4096),
+        "n_test": common.pick(size, tiny=128, quick=1024, full=4096),
         "channels": common.pick(size, tiny=2, quick=6, full=6),
         "kernel_size": 3,
         "padding": "valid",
-        "lr": 0.05,
+        "lr": 0.2,
         "batch_size": common.pick(size, tiny=16, quick=32, full=32),
-        "eval_every": common.pick(size, tiny=5, quick=100, full=100),
-        "t_w": common.pick(size, tiny=[0, 5, 10], quick=[0, 100, 300, 1000],
-                           full=[0, 100, 300, 1000, 3000]),
-        "fcn_steps": common.pick(size, tiny=10, quick=2000, full=4000),
+        "eval_every": common.pick(size, tiny=5, quick=50, full=50),
+        "t_w": common.pick(size, tiny=[0, 5, 10], quick=[0, 50, 200, 800],
+                           full=[0, 50, 200, 800, 2400]),
+        "fcn_steps": common.pick(size, tiny=10, quick=1500, full=3000),
+        "fcn_eval_every": common.pick(size, tiny=5, quick=100, full=100),
         "dtype": "float32",
     }
 
@@ -69,11 +70,18 @@ def config_for(size: str) -> dict:
 
 
 def models(cfg: dict):
-    """The CNN, its fully connected twin, and the structures of the two conv layers."""
+    """The CNN, its fully connected twin, and the structures of the two conv layers.
+
+    He-normal init for the relu layers (``Var = 2 / fan_in``; the dense twin's fan is
+    its full input size, so the FCN from scratch gets the usual dense He init),
+    LeCun-normal for the readout.
+    """
     c, k, pad = cfg["channels"], cfg["kernel_size"], cfg["padding"]
-    conv1 = nn.Conv1D(c, k, padding=pad, dtype=cfg["dtype"])
-    conv2 = nn.Conv1D(c, k, padding=pad, dtype=cfg["dtype"])
-    head = nn.Dense(1, dtype=cfg["dtype"])
+    vs = nn.initializers.variance_scaling
+    he, lecun = vs(2.0, "fan_in", "normal"), vs(1.0, "fan_in", "normal")
+    conv1 = nn.Conv1D(c, k, padding=pad, w_init=he, dtype=cfg["dtype"])
+    conv2 = nn.Conv1D(c, k, padding=pad, w_init=he, dtype=cfg["dtype"])
+    head = nn.Dense(1, w_init=lecun, dtype=cfg["dtype"])
     cnn = nn.serial(conv1, nn.Relu, conv2, nn.Relu, nn.Flatten(), head)
     fcn = nn.serial(nn.twin(conv1, "none"), nn.Relu, nn.twin(conv2, "none"), nn.Relu,
                     nn.Flatten(), head)
@@ -146,8 +154,7 @@ def main(argv=None) -> dict:
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
     cnn_params = jax.jit(jax.vmap(lambda k: cnn.init(k, in_shape)[1]))(init_keys)
     sgd = optax.sgd(cfg["lr"])
-    fit_kw = {"batch_size": cfg["batch_size"], "eval_every": cfg["eval_every"],
-              "eval_data": test_data, "progress": False}
+    fit_kw = {"batch_size": cfg["batch_size"], "eval_data": test_data, "progress": False}
 
     # ---- stage 1: the CNN, trained in segments that end at each relax time t_w
     t_ws = sorted(set(cfg["t_w"]))
@@ -160,7 +167,8 @@ def main(argv=None) -> dict:
     for seg, end in enumerate(bounds):
         seg_keys = jax.vmap(lambda k, s=seg: jax.random.fold_in(k, 1 + s))(keys)
         res = train.fit_many(cnn_loss, params, sgd, train_data, seg_keys,
-                             steps=end - done, eval_fn=cnn_eval, **fit_kw)
+                             steps=end - done, eval_every=cfg["eval_every"], eval_fn=cnn_eval,
+                             **fit_kw)
         params = res.params
         hist_steps.append(res.history["step"][0] + done)
         hist_err.append(res.history["eval_err"])
@@ -197,7 +205,8 @@ def main(argv=None) -> dict:
     fcn_loss, fcn_eval = make_fns(fcn, s1, s2)
     init_off = np.asarray(jax.jit(jax.vmap(lambda p: pooled_off_share(p, s1, s2)))(fcn_params))
     res = train.fit_many(fcn_loss, fcn_params, sgd, train_data, run_keys,
-                         steps=cfg["fcn_steps"], eval_fn=fcn_eval, **fit_kw)
+                         steps=cfg["fcn_steps"], eval_every=cfg["fcn_eval_every"],
+                         eval_fn=fcn_eval, **fit_kw)
     fcn_steps = res.history["step"][0]
     fcn_err = res.history["eval_err"].reshape(n_groups, n_seeds, -1)
     fcn_off = res.history["eval_off_share"].reshape(n_groups, n_seeds, -1)
