@@ -55,7 +55,7 @@ def jitted(**options):
     return jax.jit(functools.partial(conv1d, **options, precision=HIGHEST))
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(ref.configs(), OTHER_ALGORITHMS)
 def test_conv1d_equals_reference_float64(config, other):
     x, w = ref.random_arrays(config)
@@ -70,7 +70,7 @@ def test_conv1d_equals_reference_float64(config, other):
         assert_close_to_reference(y, x, w, options, RTOL64)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(ref.configs(), OTHER_ALGORITHMS)
 def test_conv1d_equals_reference_float32(config, other):
     x, w = ref.random_arrays(config, np.float32)
@@ -159,7 +159,7 @@ def test_even_kernel_same_pins_the_side_of_the_extra_zero():
     assert (geom.pad_lo, geom.pad_hi) == (1, 0)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.integers(1, 12), st.integers(1, 6), st.integers(1, 3), st.integers(1, 3),
        st.integers(0, 2**32 - 1))
 def test_same_equals_lax_SAME(L, K, stride, dilation, seed):
@@ -238,7 +238,7 @@ def test_circular_wraps_more_than_once():
 # ---- transformations ------------------------------------------------------------
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(ref.configs())
 def test_jit_equals_eager(config):
     if not ref.legal(config):

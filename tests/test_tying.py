@@ -85,7 +85,7 @@ def local_reference(filters, L, options):
     return np.concatenate(rows)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(ref.configs(**SMALL))
 def test_structure_equals_references(config):
     x, w = ref.random_arrays(config)
