@@ -261,11 +261,14 @@ def _all_layers():
         nn.serial(nn.Conv1D(4, 3, precision=HI), nn.Gelu, nn.AvgPool1D(2),
                   nn.LocallyConnected1D(2, 2, precision=HI), nn.Flatten(),
                   nn.Dense(3, precision=HI)),
+        nn.serial(nn.MaxPool1D(3, stride=2, padding="same"), nn.Erf,
+                  nn.AvgPool1D(2, stride=1, padding="same"), nn.GlobalMaxPool(),
+                  nn.Dense(2, precision=HI)),
     ]
 
 
 @pytest.mark.parametrize("layer", _all_layers(), ids=["conv", "local", "dense_twin",
-                                                      "dense", "serial"])
+                                                      "dense", "serial", "pooling"])
 def test_jit_vmap_grad(layer):
     x = jax.random.normal(jax.random.key(1), (5, 9, 2))
     _, p = layer.init(KEY, x.shape)

@@ -738,14 +738,14 @@ def _pool(fn: str, kind: str, window, stride, padding) -> Layer:
         dims = (1,) * (nd - 2) + (window, 1)
         strides = (1,) * (nd - 2) + (g.stride, 1)
         pads = ((0, 0),) * (nd - 2) + ((g.pad_lo, g.pad_hi), (0, 0))
+        # Python-scalar init values: lax recognises the (max, -inf) and (add, 0)
+        # monoids and uses its differentiable reduce_window_{max,sum} primitives.
         if kind == "max":
-            init = jnp.array(-jnp.inf, x.dtype)
-            return jax.lax.reduce_window(x, init, jax.lax.max, dims, strides, pads)
-        zero = jnp.array(0, x.dtype)
-        total = jax.lax.reduce_window(x, zero, jax.lax.add, dims, strides, pads)
-        ones = jnp.ones((1,) * (nd - 2) + x.shape[-2:], x.dtype)
-        count = jax.lax.reduce_window(ones, zero, jax.lax.add, dims, strides, pads)
-        return total / jnp.broadcast_to(count, total.shape)
+            return jax.lax.reduce_window(x, -np.inf, jax.lax.max, dims, strides, pads)
+        total = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, strides, pads)
+        # the number of real (unpadded) entries in each window, (Lout, 1): static
+        count = (g.tap_sources() >= 0).sum(axis=1)[:, None]
+        return total / jnp.broadcast_to(jnp.asarray(count, total.dtype), total.shape)
 
     return _stateless(fn, 2, "(..., L, C)", out, forward)
 
