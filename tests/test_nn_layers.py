@@ -34,7 +34,7 @@ def _linear_layers(c, *, use_bias=True, w_init=None):
 
 
 # ---- the locally connected op ------------------------------------------------------
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(c=layer_configs(), seed=st.integers(0, 2**16))
 def test_locally_connected1d_matches_numpy_loop(c, seed):
     rng = np.random.default_rng(seed)
@@ -185,9 +185,8 @@ def test_dense_weight_is_the_conv_matrix_layout():
     "init, var",
     [
         (inits.lecun_normal(), lambda fi, fo: 1 / fi),
-        (inits.glorot_uniform(), lambda fi, fo: 2 / (fi + fo)),
     ],
-    ids=["lecun_normal", "glorot_uniform"],
+    ids=["lecun_normal"],  # the other named inits: test_named_initializers_have_their_variance
 )
 def test_init_std_within_10_percent_for_all_three(init, var):
     L, cin, cout, K, groups, stride = 32, 8, 16, 5, 2, 1
@@ -279,11 +278,12 @@ def test_jit_vmap_grad(layer):
                                rtol=1e-12, atol=1e-12)
     # vmap over a stack of params (many seeds)
     keys = jax.random.split(jax.random.key(2), 3)
-    stack = jax.vmap(lambda k: layer.init(k, x.shape)[1])(keys)
+    init = jax.jit(lambda k: layer.init(k, x.shape)[1])
+    stack = jax.vmap(init)(keys)
     many = jax.vmap(layer.apply, in_axes=(0, None))(stack, x)
+    apply = jax.jit(layer.apply)
     for j in range(3):
-        _, pj = layer.init(keys[j], x.shape)
-        np.testing.assert_allclose(many[j], layer.apply(pj, x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(many[j], apply(init(keys[j]), x), rtol=1e-12, atol=1e-12)
     # grad against finite differences (float64); jitted, so it compiles once
     f = jax.jit(lambda p, x: jnp.sum(jnp.sin(layer.apply(p, x))))
     check_grads(f, (p, x), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
