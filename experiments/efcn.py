@@ -332,7 +332,7 @@ def plot_curves(run, cfg, t_ws, numbers):
     ax_err.legend(fontsize=8)
     ax_off.legend(fontsize=8)
     fig.suptitle(f"eFCN protocol, local motif k={cfg['task']['k']} at a random position, "
-                 f"d={cfg['task']['d']}, n_train={cfg['n_train']}")
+                 f"d={cfg['task']['d']}, n_train={cfg['n_train']}", y=1.03)
     run.save_figure(fig, "curves.png")
 
 

@@ -59,6 +59,7 @@ def test_numbers_have_every_reported_quantity(tiny):
         assert len(n["curve_window_share"]["mean"]) == n_evals + 1
         assert len(n["curve_test_acc"]["mean"]) == n_evals
         assert len(n["final_unit_ipr_seed0"]) == cfg["hidden"]
+        assert n["seeds_localised"] in (0, 1, 2, 3)
         # the measures stay in their ranges (definitions, not outcomes)
         assert 1 / cfg["d"] - 1e-6 <= n["final_ipr"]["mean"] <= 1 + 1e-6
         assert cfg["window"] / cfg["d"] - 1e-6 <= n["final_window_share"]["mean"] <= 1 + 1e-6
