@@ -764,8 +764,10 @@ def fit(
 
     Returns:
       :class:`FitResult` ``(params, opt_state, history, step)``; history leaves have
-      shape ``(n_evals,)`` with ``n_evals = ceil(steps / eval_every)`` (counted from
-      step 0, also after a resume).
+      shape ``(n_evals,)``, one entry per block since step 0 (a resumed run returns
+      the checkpointed entries too): ``n_evals = ceil(steps / eval_every)`` unless an
+      earlier run that was resumed with a larger ``steps`` had ended between two
+      multiples of ``eval_every``.
 
     Raises:
       ValueError: bad settings, data with mismatched leading axes, ``batch_size >
