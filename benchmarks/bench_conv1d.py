@@ -197,9 +197,9 @@ def _torch_pair(torch, xn, wn, rn, *, padding):
     """(forward call, forward+backward call) of ``torch.nn.functional.conv1d``,
     layout (B, C, L) and filter (Cout, Cin, K)."""
     conv = torch.nn.functional.conv1d
-    x = torch.from_numpy(np.ascontiguousarray(xn))
-    w = torch.from_numpy(np.ascontiguousarray(wn))
-    r = torch.from_numpy(np.ascontiguousarray(rn))
+    x = torch.from_numpy(np.array(xn, copy=True))
+    w = torch.from_numpy(np.array(wn, copy=True))
+    r = torch.from_numpy(np.array(rn, copy=True))  # writable: no torch warning
     xg = x.clone().requires_grad_(True)
     wg = w.clone().requires_grad_(True)
 

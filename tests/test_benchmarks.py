@@ -1,0 +1,52 @@
+"""The conv1d benchmark and the GPU check run, at a tiny size, and write what they
+promise (the numbers themselves are measured by the full runs, see docs/speed.md)."""
+
+import importlib.util
+import json
+import os
+
+import jax
+import pytest
+
+BENCH_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCH_DIR, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bench_conv1d_quick_writes_json_and_plot(tmp_path):
+    bench = _load("bench_conv1d")
+    report = bench.main(["--quick", "--out", str(tmp_path)])
+    on_disk = json.loads((tmp_path / "conv1d.json").read_text())
+    assert on_disk["quick"] is True and on_disk["dtype"] == "float32"
+    assert (tmp_path / "conv1d.png").stat().st_size > 0
+    assert on_disk["matmul_peak"]["gflops_median"] > 0
+    kinds_modes = {(r["kind"], r["mode"]) for r in report["results"]}
+    assert kinds_modes == {(k, m) for k in ("signal", "layer")
+                           for m in ("forward", "forward+backward")}
+    for r in on_disk["results"]:
+        names = set(r["times"])
+        assert {f"convjax.{a}" for a in bench.ALGOS} <= names
+        assert "lax.conv_general_dilated" in names
+        if r["kind"] == "signal" and r["mode"] == "forward":
+            assert {"numpy.convolve", "scipy.signal.convolve", "scipy.signal.oaconvolve",
+                    "jnp.convolve", "jax.scipy.signal.fftconvolve"} <= names
+        for t in r["times"].values():
+            assert 0 < t["min_s"] <= t["median_s"] and t["rounds"] >= 2
+        s = r["summary"]
+        assert s["best_peer"] in names and r["times"][s["best_peer"]]["group"] == "peer"
+        assert s["auto_speedup_vs_best_peer"] > 0
+    assert {c["algorithm"] for c in on_disk["compile_times"]} == {"auto", "xla"}
+
+
+def test_gpu_check_says_so_and_exits_0_without_a_gpu(capsys):
+    if jax.default_backend() == "gpu":
+        pytest.skip("a GPU is present: the check would run for minutes")
+    check = _load("gpu_check")
+    assert check.main() == 0
+    assert "jax has no GPU backend" in capsys.readouterr().out
