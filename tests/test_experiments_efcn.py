@@ -16,6 +16,7 @@ common = importlib.import_module("common")
 experiment = importlib.import_module("efcn")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+pytestmark = pytest.mark.slow  # runs the experiment script (tiny size)
 STATS = {"mean", "std", "min", "max", "n"}
 
 

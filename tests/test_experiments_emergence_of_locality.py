@@ -18,6 +18,7 @@ common = importlib.import_module("common")
 experiment = importlib.import_module("emergence_of_locality")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+pytestmark = pytest.mark.slow  # runs the experiment script (tiny size)
 
 
 @pytest.fixture(scope="module")
