@@ -79,8 +79,12 @@ def measure(calls: dict, *, budget_s: float, min_rounds: int, max_rounds: int) -
         name: int(np.clip(budget_s / max(min(ts), 1e-6), min_rounds, max_rounds))
         for name, ts in times.items()
     }
+    names = list(calls)
     for r in range(2, max(rounds.values())):
-        for name, fn in calls.items():
+        # rotate the order each round: no contender always runs right after another
+        # (e.g. after torch, whose OpenMP threads may still spin)
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn = calls[name]
             if r < rounds[name]:
                 t = time.perf_counter()
                 fn()
@@ -104,6 +108,9 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
 
 
 def _torch():
+    # Idle OpenMP threads should sleep, not spin, so that torch does not slow down
+    # whatever runs after it on a shared CPU.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch
     except ImportError:
@@ -358,6 +365,35 @@ def _format(label, mode, rows, summary):
     return "\n".join(lines)
 
 
+def markdown(report) -> str:
+    """The summary tables of a report, as Markdown (for docs/speed.md)."""
+    peak = report["matmul_peak"]
+    out = [f"float32 matmul peak (jnp.dot {peak['n']}^2): {peak['gflops_median']:.1f} GFLOP/s "
+           f"(median), {peak['gflops_best']:.1f} (best); load average at start "
+           f"{report['machine']['load_average_at_start']}.", "",
+           "| case | mode | auto [ms] median (min) | best peer | peer [ms] median (min) "
+           "| auto speed-up vs best peer: median / min | vs lax | vs jnp.convolve "
+           "| auto GFLOP/s |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        t, s = r["times"], r["summary"]
+        a, p = t["convjax.auto"], t[s["best_peer"]]
+        jc = s.get("auto_speedup_vs_jnp_convolve")
+        out.append(
+            f"| {r['case']} | {r['mode']} | {a['median_s'] * 1e3:.3f} ({a['min_s'] * 1e3:.3f}) "
+            f"| {s['best_peer']} | {p['median_s'] * 1e3:.3f} ({p['min_s'] * 1e3:.3f}) "
+            f"| {s['auto_speedup_vs_best_peer']:.2f}x / "
+            f"{s['auto_speedup_vs_best_peer_by_min']:.2f}x ({s['best_peer_by_min']}) "
+            f"| {s['auto_speedup_vs_lax']:.2f}x "
+            f"| {'' if jc is None else f'{jc:.1f}x'} | {a['gflops']:.1f} |")
+    out += ["", "| compile: shape | algorithm | forward [s] | forward+backward [s] |",
+            "|---|---|---|---|"]
+    for c in report["compile_times"]:
+        out.append(f"| {c['shape']} | {c['algorithm']} | {c['forward']:.3f} "
+                   f"| {c['forward+backward']:.3f} |")
+    return "\n".join(out)
+
+
 def plot(report, path):
     import matplotlib
 
@@ -392,7 +428,13 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--budget", type=float, default=1.5,
                         help="seconds of timing per contender and shape (full run)")
+    parser.add_argument("--markdown", metavar="JSON",
+                        help="print the summary tables of an earlier run and exit")
     args = parser.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as fh:
+            print(markdown(json.load(fh)))
+        return None
     return run(args.quick, args.out, args.budget)
 
 
