@@ -69,7 +69,7 @@ def settings(size: str) -> dict:
         "eval_every": common.pick(size, tiny=10, quick=100, full=200),
         "learning_rate": 0.1,
         "beta": 50.0,
-        "lams": common.pick(size, tiny=[0.0, 1e-3], quick=[0.0, 1e-3, 2e-3, 4e-3],
+        "lams": common.pick(size, tiny=[0.0, 2e-3], quick=[0.0, 1e-3, 2e-3, 4e-3],
                             full=[0.0, 5e-4, 1e-3, 2e-3, 4e-3]),
         "lam_main": 2e-3,
         "optimizer": "beta_lasso (lam = 0: plain SGD), full batch",

@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -53,9 +54,10 @@ def test_models_share_output_shape_and_differ_in_tying():
     shapes = {}
     for arch in se.ARCHS:
         net = se.model(arch, 4, 3)
-        out_shape, params = net.init(se.run_keys([0])[0][0], (12, 1))
+        out_shape = net.init(se.run_keys([0])[0][0], (12, 1))[0]
+        params = jax.jit(lambda k, net=net: net.init(k, (12, 1))[1])(se.run_keys([0])[0][0])
         shapes[arch] = (out_shape, params[0]["w"].shape)
-        y = net.apply(params, jnp.ones((5, 12, 1), jnp.float32))
+        y = jax.jit(net.apply)(params, jnp.ones((5, 12, 1), jnp.float32))
         assert y.shape == (5, 1) and y.dtype == jnp.float32
     assert shapes["conv"][1] == (3, 1, 4)
     assert shapes["local"][1] == (10, 3, 1, 4)
