@@ -288,16 +288,20 @@ def main(argv=None) -> dict:
             "stays below 0.1 on average over seeds).",
             all(per_tw[str(t)]["efcn_max_off_share"]["mean"] < 0.1 for t in late)),
         common.claim(
-            "d'Ascoli et al.: an FCN trained from scratch does worse than the CNN and than "
-            "the eFCNs.",
-            f"FCN from scratch {f(scratch_final)} vs CNN {f(cnn_final)} and eFCN(t_w>0) "
-            + ", ".join(f"{per_tw[str(t)]['efcn_final_err']['mean']:.3g}" for t in late)
-            + " (rule: holds if the FCN's mean error is above the CNN's by more than 2 "
-            "standard errors of the difference and above every eFCN's mean).",
+            "d'Ascoli et al.: an FCN trained from scratch does worse than the CNN.",
+            f"FCN from scratch {f(scratch_final)} vs CNN {f(cnn_final)} (rule: holds if the "
+            "FCN's mean error is above the CNN's by more than 2 standard errors of the "
+            "difference).",
             bool(scratch_final["mean"] - cnn_final["mean"]
-                 > 2 * np.hypot(se(scratch_final), se(cnn_final))
-                 and all(scratch_final["mean"] > per_tw[str(t)]["efcn_final_err"]["mean"]
-                         for t in late))),
+                 > 2 * np.hypot(se(scratch_final), se(cnn_final)))),
+        common.claim(
+            "d'Ascoli et al.: an FCN trained from scratch does worse than every eFCN "
+            "relaxed at t_w > 0.",
+            f"FCN from scratch {f(scratch_final)} vs eFCN "
+            + ", ".join(f"t_w={t}: {f(per_tw[str(t)]['efcn_final_err'])}" for t in late)
+            + " (rule: holds if the FCN's mean error is above every eFCN's mean).",
+            all(scratch_final["mean"] > per_tw[str(t)]["efcn_final_err"]["mean"]
+                for t in late)),
     ]
 
     # ---- figures

@@ -149,13 +149,14 @@ def main(argv=None) -> dict:
             "final_unit_ipr_seed0": unit_ipr[0],
             "share_of_units_above_2x_gaussian_ipr": common.mean_std(
                 (unit_ipr > 2 * ref_ipr).mean(axis=1)),
-            "curve_ipr": common.mean_std(
-                np.concatenate([np.asarray(at_init["ipr"])[:, None], h["eval_ipr"]], 1)),
-            "curve_window_share": common.mean_std(
-                np.concatenate([np.asarray(at_init["window_share"])[:, None],
-                                h["eval_window_share"]], 1)),
+            "curve_ipr_per_seed": np.concatenate(
+                [np.asarray(at_init["ipr"])[:, None], h["eval_ipr"]], 1),
+            "curve_window_share_per_seed": np.concatenate(
+                [np.asarray(at_init["window_share"])[:, None], h["eval_window_share"]], 1),
             "curve_test_acc": common.mean_std(h["eval_acc"]),
         }
+        for key in ("ipr", "window_share"):
+            numbers[name][f"curve_{key}"] = common.mean_std(numbers[name][f"curve_{key}_per_seed"])
 
     # ---- table
     f = common.fmt_mean_std
@@ -243,8 +244,11 @@ def plot_curves(run, cfg, numbers):
             m = np.asarray(numbers[name][key]["mean"])
             s = np.asarray(numbers[name][key]["std"])
             x = steps if len(m) == len(steps) else steps[1:]
-            ax.plot(x, m, color=col, label=lab)
+            ax.plot(x, m, color=col, label=lab + " (mean ± std)")
             ax.fill_between(x, m - s, m + s, color=col, alpha=0.2)
+            for r, curve in enumerate(numbers[name].get(f"{key}_per_seed", [])):
+                ax.plot(x, np.asarray(curve), color=col, lw=0.7, ls=":",
+                        label=f"{lab}, each seed" if r == 0 else None)
         ax.set(xlabel="SGD step", ylabel=label)
     axes[0].axhline(numbers["gaussian_ipr_reference"], color="gray", ls="--",
                     label="random Gaussian 3/(D+2)")

@@ -78,7 +78,7 @@ def test_embedding_is_exact(tiny):
 
 def test_claims_and_table(tiny):
     _, m = tiny
-    assert len(m["claims"]) == 4
+    assert len(m["claims"]) == 5
     for c in m["claims"]:
         assert set(c) == {"claim", "measured", "holds"}
         assert c["holds"] in (True, False)

@@ -58,6 +58,8 @@ def test_numbers_have_every_reported_quantity(tiny):
             assert math.isfinite(n[key]["mean"])
         assert len(n["curve_ipr"]["mean"]) == n_evals + 1
         assert len(n["curve_window_share"]["mean"]) == n_evals + 1
+        assert len(n["curve_ipr_per_seed"]) == 3
+        assert len(n["curve_ipr_per_seed"][0]) == n_evals + 1
         assert len(n["curve_test_acc"]["mean"]) == n_evals
         assert len(n["final_unit_ipr_seed0"]) == cfg["hidden"]
         assert n["seeds_localised"] in (0, 1, 2, 3)
