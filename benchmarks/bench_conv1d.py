@@ -70,8 +70,8 @@ def measure(calls: dict, *, budget_s: float, min_rounds: int, max_rounds: int) -
     times = {name: [] for name in calls}
     for fn in calls.values():
         fn()
-    for _ in range(2):  # two timed calls each, interleaved: the estimate is their min
-        for name, fn in calls.items():
+    for j in range(2):  # two timed calls each, interleaved: the estimate is their min
+        for name, fn in (calls.items() if j == 0 else reversed(calls.items())):
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
@@ -80,10 +80,11 @@ def measure(calls: dict, *, budget_s: float, min_rounds: int, max_rounds: int) -
         for name, ts in times.items()
     }
     names = list(calls)
+    rng = np.random.default_rng(0)
     for r in range(2, max(rounds.values())):
-        # rotate the order each round: no contender always runs right after another
-        # (e.g. after torch, whose OpenMP threads may still spin)
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        # a new random order each round: no contender always runs right after the same
+        # other one (e.g. after torch, whose threads may still hold the cores)
+        for name in [names[i] for i in rng.permutation(len(names))]:
             fn = calls[name]
             if r < rounds[name]:
                 t = time.perf_counter()
