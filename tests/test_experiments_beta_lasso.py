@@ -88,6 +88,8 @@ def test_tiny_run_writes_metrics_and_figures(tmp_path):
             assert entry[m]["n"] == 3
         assert 0.0 <= entry["sparsity_w1"]["mean"] <= 1.0
     assert numbers["fc"]["0"]["sparsity_w1"]["mean"] == 0.0  # plain SGD zeroes nothing
+    assert numbers["selected_lam"] in cfg["lams"] and numbers["selected_lam"] > 0
+    assert all(e["val_error"]["n"] == 3 for e in numbers["fc"].values())
     n_evals = -(-cfg["steps"] // cfg["eval_every"])
     assert len(numbers["curves"]["step"]) == n_evals
     assert len(numbers["curves"]["conv_test_error"]["mean"]) == n_evals
