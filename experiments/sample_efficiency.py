@@ -87,7 +87,7 @@ def settings(size: str) -> dict:
         "sizes": common.pick(size, tiny=[8, 32], quick=[16, 64, 256, 1024],
                              full=[8, 16, 32, 64, 128, 256, 512, 1024, 2048]),
         "n_test": common.pick(size, tiny=200, quick=2000, full=4000),
-        "steps": common.pick(size, tiny=20, quick=500, full=1500),
+        "steps": common.pick(size, tiny=20, quick=400, full=1500),
         "batch": common.pick(size, tiny=8, quick=64, full=64),
         "learning_rate": 0.01,
         "optimizer": "adam",

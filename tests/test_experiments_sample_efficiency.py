@@ -54,8 +54,14 @@ def test_models_share_output_shape_and_differ_in_tying():
     shapes = {}
     for arch in se.ARCHS:
         net = se.model(arch, 4, 3)
-        out_shape = net.init(se.run_keys([0])[0][0], (12, 1))[0]
-        params = jax.jit(lambda k, net=net: net.init(k, (12, 1))[1])(se.run_keys([0])[0][0])
+        seen = {}
+
+        def init(k, net=net, seen=seen):
+            seen["out_shape"], p = net.init(k, (12, 1))
+            return p
+
+        params = jax.jit(init)(se.run_keys([0])[0][0])
+        out_shape = seen["out_shape"]
         shapes[arch] = (out_shape, params[0]["w"].shape)
         y = jax.jit(net.apply)(params, jnp.ones((5, 12, 1), jnp.float32))
         assert y.shape == (5, 1) and y.dtype == jnp.float32
