@@ -258,6 +258,7 @@ def compile_times(shapes, algorithms, repeats: int = 3) -> list:
 
 
 def run(quick: bool, out_dir: str, budget_s: float) -> dict:
+    load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     torch = _torch()
     if quick:
         signals = [(200, 3)]
@@ -345,7 +346,8 @@ def run(quick: bool, out_dir: str, budget_s: float) -> dict:
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
                     "devices": [str(d) for d in jax.devices()],
-                    "load_average_at_start": list(os.getloadavg()) if hasattr(
+                    "load_average_at_start": load_at_start,
+                    "load_average_at_end": list(os.getloadavg()) if hasattr(
                         os, "getloadavg") else None},
         "versions": {"jax": jax.__version__, "numpy": np.__version__,
                      "torch": None if torch is None else torch.__version__,
