@@ -28,11 +28,16 @@ RTOL64 = 1e-12
 RTOL32 = 1e-5
 
 
-def assert_close_to_reference(got, x, w, options, rtol):
+def assert_close_to_reference(got, x, w, options, rtol, algorithm="xla"):
     """``got`` matches the reference within ``rtol`` times the reference run on
-    ``|x|`` and ``|w|`` (the sum of the absolute values of the terms)."""
+    ``|x|`` and ``|w|`` (the sum of the absolute values of the terms). The FFT's
+    rounding error is spread over every output, so for ``"fft"`` the bound is
+    relative to the largest such sum instead (an output that is exactly 0, e.g.
+    one that reads only padding zeros, comes back as a tiny number)."""
     want = ref.conv1d(x, w, **options)
     scale = ref.conv1d(np.abs(x), np.abs(w), **options)
+    if algorithm == "fft":
+        scale = np.full_like(scale, scale.max())
     got = np.asarray(got, np.float64)
     assert got.shape == want.shape
     err = np.abs(got - want)
@@ -67,7 +72,7 @@ def test_conv1d_equals_reference_float64(config, other):
     for algorithm in ("auto", other):
         y = jitted(**options, algorithm=algorithm)(x, w)
         assert y.dtype == jnp.float64
-        assert_close_to_reference(y, x, w, options, RTOL64)
+        assert_close_to_reference(y, x, w, options, RTOL64, algorithm)
 
 
 @settings(max_examples=20, deadline=None)
@@ -80,7 +85,7 @@ def test_conv1d_equals_reference_float32(config, other):
     for algorithm in ("auto", other):
         y = jitted(**options, algorithm=algorithm)(x, w)
         assert y.dtype == jnp.float32
-        assert_close_to_reference(y, x, w, options, RTOL32)
+        assert_close_to_reference(y, x, w, options, RTOL32, algorithm)
 
 
 def test_mixed_dtypes_promote():
