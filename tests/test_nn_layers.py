@@ -422,3 +422,15 @@ def test_factory_and_init_errors():
         nn.twin(nn.Conv1D(4, 3), "tied")
     with pytest.raises(ValueError, match=r"twin: `layer` is a dense layer without conv"):
         nn.twin(nn.Dense(4), "shared")
+
+
+def test_conv1d_algorithm_option_is_passed_through_and_checked():
+    x = np.random.default_rng(0).standard_normal((2, 12, 3))
+    ref_layer = nn.Conv1D(4, 3, padding="same")
+    _, params = ref_layer.init(jax.random.key(0), x.shape)
+    want = ref_layer.apply(params, x)
+    for algorithm in ("xla", "direct", "fft", "matmul", "dense"):
+        got = nn.Conv1D(4, 3, padding="same", algorithm=algorithm).apply(params, x)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match=r"Conv1D: `algorithm` must be one of .* got 'bogus'"):
+        nn.Conv1D(4, 3, algorithm="bogus")
