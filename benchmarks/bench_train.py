@@ -10,7 +10,7 @@ run time.
 Usage::
 
     python benchmarks/bench_train.py                # writes benchmarks/results/train.json
-    python benchmarks/bench_train.py --quick --out /tmp/train.json
+    python benchmarks/bench_train.py --quick --out train_quick.json
 """
 
 from __future__ import annotations
