@@ -306,6 +306,15 @@ def test_progress_modes(capsys):
     assert "4/4" in capsys.readouterr().err
 
 
+def test_progress_tqdm_without_tqdm_is_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `import tqdm` fail
+    with pytest.raises(ValueError, match=r"fit: `progress`='tqdm' needs the tqdm package"):
+        train.fit(loss_fn, params0(), SGD, make_data(), jax.random.key(0), steps=2,
+                  progress="tqdm")
+
+
 def test_text_bar_redraws_on_a_terminal():
     class Tty(io.StringIO):
         def isatty(self):

@@ -43,7 +43,13 @@ class _Null:
 
 class _Tqdm:
     def __init__(self, total: int, initial: int, desc: str, stream):
-        import tqdm
+        try:
+            import tqdm
+        except ModuleNotFoundError:
+            raise ValueError(
+                f"{desc}: `progress`='tqdm' needs the tqdm package, which is not installed "
+                "(pip install tqdm, or use progress='text')."
+            ) from None
 
         self._bar = tqdm.tqdm(
             total=total, initial=initial, desc=desc, file=stream, unit="step", dynamic_ncols=True
