@@ -1,6 +1,7 @@
 """The experiment framework: common.py helpers, run_all.py's registry and report, and the
-seed walkthrough run through the driver at the tiny size into a temporary folder (schema checks only;
-no scientific outcome is asserted at this size, except the seed walkthrough's exact facts)."""
+seed walkthrough run through the driver at the tiny size into a temporary folder (schema
+checks only; no scientific outcome is asserted at this size, except the seed walkthrough's
+exact facts)."""
 
 import importlib
 import json
