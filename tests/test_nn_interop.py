@@ -124,3 +124,12 @@ def test_interop_errors():
         nn.conv1d_from_torch(object())
     with pytest.raises(ValueError, match=r"to_torch_conv1d: `params` must be Conv1D params"):
         nn.to_torch_conv1d({"w": np.ones((5, 3, 2, 6))})
+
+
+def test_importers_refuse_objects_that_are_not_conv_modules():
+    with pytest.raises(TypeError, match=r"conv1d_from_torch: `module` must be a torch.nn.Conv1d "
+                       r"\(no attribute 'weight'\), got object"):
+        nn.conv1d_from_torch(object())
+    with pytest.raises(TypeError, match=r"conv1d_from_equinox: `conv` must be an "
+                       r"equinox.nn.Conv1d \(no attribute 'weight'\), got object"):
+        nn.conv1d_from_equinox(object())

@@ -151,17 +151,26 @@ def _single(fn: str, name: str, value) -> int:
 
 
 # ---- modules: settings + weights ----------------------------------------------
+_CONV_ATTRIBUTES = ("weight", "kernel_size", "stride", "padding", "dilation", "groups",
+                   "padding_mode", "out_channels")
+
+
+def _require_conv_attributes(fn: str, name: str, obj, kind: str) -> None:
+    """Raises TypeError unless ``obj`` has the attributes of a torch/equinox Conv1d
+    (``kind`` names it with its article, e.g. ``"a torch.nn.Conv1d"``)."""
+    for attr in _CONV_ATTRIBUTES:
+        if not hasattr(obj, attr):
+            raise TypeError(
+                f"{fn}: `{name}` must be {kind} (no attribute {attr!r}), got "
+                f"{type(obj).__name__}."
+            )
+
+
 def conv1d_from_torch(module, *, dtype=None) -> tuple[Layer, dict]:
     """A ``torch.nn.Conv1d`` -> ``(Conv1D layer, params)`` computing the same map on
     channels-last inputs: ``layer.apply(params, x.T) == module(x).T``."""
     fn = "conv1d_from_torch"
-    for attr in ("weight", "kernel_size", "stride", "padding", "dilation", "groups",
-                 "padding_mode", "out_channels"):
-        if not hasattr(module, attr):
-            raise TypeError(
-                f"{fn}: `module` must be a torch.nn.Conv1d (no attribute {attr!r}), got "
-                f"{type(module).__name__}."
-            )
+    _require_conv_attributes(fn, "module", module, "a torch.nn.Conv1d")
     padding = module.padding
     if isinstance(padding, str):
         padding = padding.lower()
@@ -241,13 +250,7 @@ def conv1d_from_equinox(conv, *, dtype=None) -> tuple[Layer, dict]:
     """An ``equinox.nn.Conv1d`` -> ``(Conv1D layer, params)`` with
     ``layer.apply(p, x.T) == conv(x).T`` (equinox is channels-first ``(Cin, L)``)."""
     fn = "conv1d_from_equinox"
-    for attr in ("weight", "kernel_size", "stride", "padding", "dilation", "groups",
-                 "padding_mode", "out_channels"):
-        if not hasattr(conv, attr):
-            raise TypeError(
-                f"{fn}: `conv` must be an equinox.nn.Conv1d (no attribute {attr!r}), got "
-                f"{type(conv).__name__}."
-            )
+    _require_conv_attributes(fn, "conv", conv, "an equinox.nn.Conv1d")
     padding = conv.padding
     if isinstance(padding, str):
         padding = padding.lower()
