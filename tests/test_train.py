@@ -181,6 +181,51 @@ def test_compiles_once_across_blocks_and_calls():
     assert len(traces) == first + 2
 
 
+def test_compiled_blocks_do_not_keep_user_closures_alive():
+    import gc
+    import weakref
+
+    from convjax.train import loop
+
+    def make():
+        scale = jnp.full((), 2.0)  # captured: must be freed with the closures
+
+        def loss(p, b):
+            return scale * loss_fn(p, b)
+
+        def evaluate(p, d):  # refers back to the loss, as user code often does
+            return {"mse": loss(p, d)}
+
+        return loss, evaluate, optax.sgd(0.01 * scale)
+
+    before = len(loop._BLOCKS)
+    loss, evaluate, opt = make()
+    data = make_data()
+    train.fit(loss, params0(), opt, data, jax.random.key(0), steps=2, batch_size=4,
+              eval_fn=evaluate, eval_data=data, progress=False)
+    assert len(loop._BLOCKS) == before + 1
+    refs = [weakref.ref(f) for f in (loss, evaluate, opt.update)]
+    del loss, evaluate, opt
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    assert len(loop._BLOCKS) == before  # the entry went with its callables
+
+
+def test_bound_method_loss_compiles_once():
+    traces = []
+
+    class Model:
+        def loss(self, p, b):
+            traces.append(1)
+            return loss_fn(p, b)
+
+    model, data = Model(), make_data()
+    for _ in range(2):  # `model.loss` is a new bound-method object each time
+        train.fit(model.loss, params0(), SGD, data, jax.random.key(0), steps=2, batch_size=4,
+                  progress=False)
+    assert len(traces) == 3  # two abstract checks, one trace of the block
+
+
 # ---------------------------------------------------------------- many runs
 
 

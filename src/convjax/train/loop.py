@@ -27,33 +27,17 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from convjax import _checks
-from convjax.train import checkpoint as ckpt
+from convjax.train import _resume
+from convjax.train import _validate as val
 from convjax.train import devices as dev
 from convjax.train import progress as prog
+from convjax.train._block import BlockCache, Settings, TrainState, make_optimizer
 
-NONFINITE = ("raise", "skip")
+__all__ = ["FitResult", "NonFiniteError", "TrainState", "fit", "fit_many", "jsonable"]
 
-
-class TrainState(NamedTuple):
-    """What a run carries from step to step (leaves gain a leading runs axis in fit_many).
-
-    Attributes:
-      params: the parameter pytree.
-      opt_state: the optimizer state.
-      key: the run's PRNG key (constant; step ``s`` uses ``fold_in(key, s)``).
-      step: int32 ``()``, the number of updates done.
-      bad_step: int32 ``()``, the first step whose loss or gradient was not finite
-        (``-1`` if none); only used with ``on_nonfinite="raise"``.
-    """
-
-    params: Any
-    opt_state: Any
-    key: jax.Array
-    step: jax.Array
-    bad_step: jax.Array
+# Compiled block functions; weakly keyed on the user's callables (see BlockCache).
+_BLOCKS = BlockCache()
 
 
 class FitResult(NamedTuple):
@@ -89,313 +73,6 @@ class NonFiniteError(FloatingPointError):
         self.runs = runs
 
 
-class _Settings(NamedTuple):
-    """Static configuration of the block function (hashable: a jit static argument)."""
-
-    batch_size: int | None
-    n_data: int
-    eval_every: int
-    has_aux: bool
-    on_nonfinite: str
-    factory: bool
-    batch_sharding: Any
-    state_sharding: Any
-
-
-# ----------------------------------------------------------------------------- block
-
-
-def _select(ok, new, old):
-    return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-
-
-def _all_finite(tree):
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
-    return functools.reduce(jnp.logical_and, leaves, jnp.bool_(True))
-
-
-def _sample(data, key, s: _Settings):
-    if s.batch_size is not None:
-        idx = jax.random.choice(key, s.n_data, (s.batch_size,), replace=False)
-        data = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
-    return dev.constrain(data, s.batch_sharding)
-
-
-def _loss_grad(loss_fn, has_aux, params, batch):
-    if has_aux:
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
-    else:
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-        aux = {}
-    return loss, aux, grads
-
-
-def _update(opt, grads, opt_state, params, loss):
-    if isinstance(opt, optax.GradientTransformationExtraArgs):
-        return opt.update(grads, opt_state, params, value=loss)
-    return opt.update(grads, opt_state, params)
-
-
-def _block(loss_fn, optimizer, eval_fn, s: _Settings, state, hyper, end, data, eval_data):
-    """Runs ``eval_every`` steps (those at or past ``end`` are no-ops), then evaluates."""
-    opt = optimizer(hyper) if s.factory else optimizer
-
-    def body(st: TrainState, _):
-        batch = _sample(data, jax.random.fold_in(st.key, st.step), s)
-        loss, aux, grads = _loss_grad(loss_fn, s.has_aux, st.params, batch)
-        updates, opt_state = _update(opt, grads, st.opt_state, st.params, loss)
-        params = optax.apply_updates(st.params, updates)
-        finite = jnp.isfinite(loss) & _all_finite(grads)
-        active = st.step < end
-        if s.on_nonfinite == "raise":
-            fresh = st.bad_step < 0
-            ok = active & finite & fresh
-            bad_step = jnp.where(active & ~finite & fresh, st.step, st.bad_step)
-        else:
-            ok = active & finite
-            bad_step = st.bad_step
-        new = TrainState(
-            params=_select(ok, params, st.params),
-            opt_state=_select(ok, opt_state, st.opt_state),
-            key=st.key,
-            step=st.step + active.astype(st.step.dtype),
-            bad_step=bad_step,
-        )
-        return new, (loss, aux, active & finite, active & ~finite)
-
-    state, (loss, aux, counted, skipped) = jax.lax.scan(body, state, length=s.eval_every)
-    n = jnp.sum(counted)
-
-    def mean(v):
-        return jnp.sum(jnp.where(counted, v, jnp.zeros_like(v))) / n.astype(v.dtype)
-
-    metrics = {"loss": mean(loss), **{k: mean(v) for k, v in aux.items()}}
-    if s.on_nonfinite == "skip":
-        metrics["skipped"] = jnp.sum(skipped).astype(jnp.int32)
-    evals = {}
-    if eval_fn is not None:
-        evals = {f"eval_{k}": v for k, v in eval_fn(state.params, eval_data).items()}
-    return state, metrics, evals
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _fit_block(loss_fn, optimizer, eval_fn, s, state, hyper, end, data, eval_data):
-    state, metrics, evals = _block(loss_fn, optimizer, eval_fn, s, state, hyper, end, data,
-                                   eval_data)
-    return dev.constrain(state, s.state_sharding), metrics, evals
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _fit_many_block(loss_fn, optimizer, eval_fn, s, state, hyper, end, data, eval_data):
-    run = functools.partial(_block, loss_fn, optimizer, eval_fn, s)
-    state, metrics, evals = jax.vmap(run, in_axes=(0, 0, None, None, None))(
-        state, hyper, end, data, eval_data
-    )
-    return dev.constrain(state, s.state_sharding), metrics, evals
-
-
-# ---------------------------------------------------------------------------- checks
-
-
-def _path(p) -> str:
-    return jax.tree_util.keystr(p) or "(root)"
-
-
-def _shape_struct(x, drop_leading: bool):
-    shape = tuple(np.shape(x))
-    return jax.ShapeDtypeStruct(shape[1:] if drop_leading else shape, jnp.result_type(x))
-
-
-def _check_data(fn: str, name: str, data, required: bool) -> int | None:
-    leaves = jax.tree_util.tree_leaves_with_path(data)
-    if not leaves:
-        if required:
-            raise ValueError(f"{fn}: `{name}` must be a pytree of arrays, got no arrays: {data!r}.")
-        return None
-    sizes = {}
-    for p, leaf in leaves:
-        if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
-            raise TypeError(
-                f"{fn}: `{name}` must be a pytree of arrays, leaf {_path(p)} is a "
-                f"{type(leaf).__name__}."
-            )
-        if np.ndim(leaf) < 1:
-            raise ValueError(
-                f"{fn}: every leaf of `{name}` needs a leading example axis, leaf "
-                f"{_path(p)} is a scalar."
-            )
-        sizes[_path(p)] = np.shape(leaf)[0]
-    if len(set(sizes.values())) != 1:
-        raise ValueError(
-            f"{fn}: the leaves of `{name}` must share their leading (example) axis, got "
-            f"sizes {', '.join(f'{k}: {v}' for k, v in sizes.items())}."
-        )
-    n = next(iter(sizes.values()))
-    if n < 1:
-        raise ValueError(f"{fn}: `{name}` holds no examples (leading axis of size 0).")
-    return n
-
-
-def _check_key(fn: str, name: str, key, n_runs: int | None):
-    lead = () if n_runs is None else (n_runs,)
-    if hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        ok = np.shape(key) == lead
-    else:
-        ok = (
-            hasattr(key, "dtype")
-            and jnp.result_type(key) == jnp.uint32
-            and np.ndim(key) == len(lead) + 1
-            and np.shape(key)[: len(lead)] == lead
-        )
-    if not ok:
-        typed, raw = (("()", "(2,)") if n_runs is None else (f"({n_runs},)", f"({n_runs}, 2)"))
-        what = "one PRNG key" if n_runs is None else f"one PRNG key per run ({n_runs} runs)"
-        raise ValueError(
-            f"{fn}: `{name}` must be {what}: a typed key array of shape {typed} "
-            f"(jax.random.key) or a raw uint32 array of shape {raw} (jax.random.PRNGKey), "
-            f"got {getattr(key, 'dtype', type(key).__name__)} of shape {tuple(np.shape(key))}."
-        )
-
-
-def _check_leading(fn: str, name: str, tree, n_runs: int) -> None:
-    for p, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if np.ndim(leaf) < 1 or np.shape(leaf)[0] != n_runs:
-            raise ValueError(
-                f"{fn}: every leaf of `{name}` must have a leading runs axis of size "
-                f"{n_runs} (the number of keys), leaf {_path(p)} has shape "
-                f"{tuple(np.shape(leaf))}."
-            )
-
-
-def _check_params(fn: str, params) -> None:
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    if not leaves:
-        raise ValueError(f"{fn}: `params` holds no arrays: {params!r}.")
-    for p, leaf in leaves:
-        if not hasattr(leaf, "dtype") or not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-            raise TypeError(
-                f"{fn}: every leaf of `params` must be a floating array (it is "
-                f"differentiated), leaf {_path(p)} has "
-                f"{'dtype ' + str(leaf.dtype) if hasattr(leaf, 'dtype') else type(leaf).__name__}."
-            )
-
-
-def _same_structure(a, b) -> str | None:
-    """None if ``a`` and ``b`` agree in structure, shapes and dtypes, else a description."""
-    la, ta = jax.tree_util.tree_flatten_with_path(a)
-    lb, tb = jax.tree_util.tree_flatten_with_path(b)
-    if ta != tb:
-        return f"tree structures differ:\n  {ta}\nvs\n  {tb}"
-    for (p, x), (_, y) in zip(la, lb, strict=True):
-        if np.shape(x) != np.shape(y) or jnp.result_type(x) != jnp.result_type(y):
-            return (
-                f"leaf {_path(p)} has shape {tuple(np.shape(x))} and dtype "
-                f"{jnp.result_type(x)} vs shape {tuple(np.shape(y))} and dtype "
-                f"{jnp.result_type(y)}"
-            )
-    return None
-
-
-def _check_scalar_dict(fn: str, what: str, out) -> None:
-    if not isinstance(out, dict):
-        raise TypeError(f"{fn}: {what} must be a dict of scalars, got {type(out).__name__}.")
-    for k, v in out.items():
-        if not isinstance(k, str) or np.shape(v) != ():
-            raise ValueError(
-                f"{fn}: {what} must be a dict of scalars with string keys, entry {k!r} has "
-                f"shape {tuple(np.shape(v))}."
-            )
-
-
-def _validate(fn, loss_fn, optimizer, eval_fn, s, params, opt_state, hyper, data, eval_data):
-    """Abstract checks of one run: traced under ``jax.eval_shape``, nothing is compiled.
-
-    ``params``, ``opt_state`` and ``hyper`` are one run's shape structs.
-    """
-    batch = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(
-            ((s.batch_size or s.n_data),) + tuple(np.shape(a))[1:], jnp.result_type(a)
-        ),
-        data,
-    )
-    eval_data = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)),
-                             eval_data)
-
-    def check(params, opt_state, hyper, batch, eval_data):
-        _check_traced(fn, loss_fn, optimizer, eval_fn, s, params, opt_state, hyper, batch,
-                      eval_data)
-
-    jax.eval_shape(check, params, opt_state, hyper, batch, eval_data)
-
-
-def _check_traced(fn, loss_fn, optimizer, eval_fn, s, params, opt_state, hyper, batch,
-                  eval_data):
-    out = loss_fn(params, batch)
-    if s.has_aux:
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise TypeError(
-                f"{fn}: with `has_aux=True`, `loss_fn` must return (loss, aux_dict), got "
-                f"{type(out).__name__}."
-            )
-        out, aux = out
-        _check_scalar_dict(fn, "the aux output of `loss_fn`", aux)
-        clash = {"step", "loss", "skipped"} & set(aux)
-        if clash or any(k.startswith("eval_") for k in aux):
-            raise ValueError(
-                f"{fn}: aux metric names must not be 'step', 'loss', 'skipped' or start with "
-                f"'eval_', got {sorted(aux)}."
-            )
-    if not hasattr(out, "shape") or np.shape(out) != ():
-        raise ValueError(
-            f"{fn}: `loss_fn(params, batch)` must return a scalar"
-            f"{' (with has_aux=True: (scalar, dict))' if not s.has_aux else ''}, got "
-            f"{'shape ' + str(np.shape(out)) if hasattr(out, 'shape') else type(out).__name__}."
-        )
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise TypeError(f"{fn}: `loss_fn` must return a floating scalar, got dtype {out.dtype}.")
-
-    opt = optimizer(hyper) if s.factory else optimizer
-    if s.factory and not isinstance(opt, optax.GradientTransformation):
-        raise TypeError(
-            f"{fn}: `optimizer(hyper)` must return an optax.GradientTransformation, got "
-            f"{type(opt).__name__}."
-        )
-    try:
-        init_state = opt.init(params)
-    except Exception as e:  # re-raised with context: which argument does not fit.
-        raise ValueError(
-            f"{fn}: `optimizer` does not fit `params`: optimizer.init(params) raised "
-            f"{type(e).__name__}: {e}"
-        ) from e
-    if opt_state is not None:
-        problem = _same_structure(opt_state, init_state)
-        if problem:
-            raise ValueError(
-                f"{fn}: `opt_state` does not match `optimizer.init(params)`: {problem}."
-            )
-    try:
-        updates, new_state = _update(opt, params, init_state, params, out)
-    except Exception as e:
-        raise ValueError(
-            f"{fn}: `optimizer` does not fit `params`: optimizer.update(grads, state, params) "
-            f"raised {type(e).__name__}: {e}"
-        ) from e
-    problem = _same_structure(updates, params)
-    if problem:
-        raise ValueError(f"{fn}: the optimizer's updates do not match `params`: {problem}.")
-    problem = _same_structure(new_state, init_state)
-    if problem:
-        raise ValueError(
-            f"{fn}: the optimizer state changes structure, shape or dtype in an update "
-            f"(params dtype vs optimizer hyperparameter dtype?): {problem}."
-        )
-    if eval_fn is not None:
-        _check_scalar_dict(fn, "`eval_fn(params, eval_data)`", eval_fn(params, eval_data))
-
-
-# ------------------------------------------------------------------------------ runs
-
-
 def jsonable(tree):
     """Numpy/jax arrays in ``tree`` turned into (nested) lists, for ``json.dump``.
 
@@ -407,200 +84,113 @@ def jsonable(tree):
     return jax.tree.map(lambda x: np.asarray(x).tolist(), tree)
 
 
-def _settings_record(kind, s: _Settings, n_runs, data, has_eval, hyper) -> dict:
-    return {
-        "kind": kind,
-        "n_runs": n_runs,
-        "batch_size": s.batch_size,
-        "eval_every": s.eval_every,
-        "on_nonfinite": s.on_nonfinite,
-        "has_aux": s.has_aux,
-        "has_eval": has_eval,
-        "data": [[list(np.shape(a)), str(jnp.result_type(a))] for a in jax.tree.leaves(data)],
-        "hyper": jsonable(hyper) if hyper is not None else None,
-    }
+def _run(fn, loss_fn, optimizer, params, data, key, *, hyper, opt_state, eval_fn, eval_data,
+         **settings) -> FitResult:
+    """Checks everything, then trains block by block; ``fn`` is "fit" or "fit_many"."""
+    o = val.options(fn, fn == "fit_many", **settings)
+    factory = val.check_optimizer(fn, optimizer, hyper)
+    n_runs, n_data = _check_arrays(o, params, data, key, hyper, opt_state, eval_data)
+    mesh, s = _settings(o, factory, n_runs, n_data)
+    one = functools.partial(val.shape_struct, drop_leading=o.many)
+    val.validate(fn, loss_fn, optimizer, eval_fn, s, jax.tree.map(one, params),
+                 None if opt_state is None else jax.tree.map(one, opt_state),
+                 None if hyper is None else jax.tree.map(one, hyper), data, eval_data)
+    state = _initial_state(o, optimizer, factory, params, opt_state, key, hyper)
+    record = _resume.settings_record(o, s, n_runs, data, eval_fn is not None, hyper)
+    state, history, start = _resume.start(o, state, hyper, record)
+    state, hyper, data, eval_data = _place(o, mesh, s, state, hyper, data, eval_data)
+    block = _BLOCKS.get(loss_fn, optimizer, eval_fn, s, o.many)
+    state, history, step = _train(o, block, state, hyper, data, eval_data, history, start,
+                                  record)
+    out_history = {k: np.stack(v, axis=-1) for k, v in history.items()}
+    return FitResult(state.params, state.opt_state, out_history, step)
 
 
-def _run(fn, kind, loss_fn, optimizer, params, data, key, *, steps, batch_size, eval_every,
-         eval_fn, eval_data, has_aux, hyper, opt_state, on_nonfinite, checkpoint_dir,
-         checkpoint_every, keep_checkpoints, resume, progress, parallel, devices):
-    many = kind == "fit_many"
-    # ---- settings, normalised once
-    steps = _checks.as_positive_int(fn, "steps", steps)
-    eval_every = steps if eval_every is None else _checks.as_positive_int(fn, "eval_every",
-                                                                          eval_every)
-    if eval_every > steps:
-        raise ValueError(f"{fn}: `eval_every` ({eval_every}) must be <= `steps` ({steps}).")
-    on_nonfinite = _checks.check_choice(fn, "on_nonfinite", on_nonfinite, NONFINITE)
-    mode = prog.progress_mode(fn, progress)
-    if parallel is not None:
-        allowed = dev.PARALLEL if many else ("data",)
-        parallel = _checks.check_choice(fn, "parallel", parallel, allowed)
-    if checkpoint_dir is None:
-        if resume:
-            raise ValueError(f"{fn}: `resume=True` needs a `checkpoint_dir`.")
-        if checkpoint_every is not None:
-            raise ValueError(f"{fn}: `checkpoint_every` needs a `checkpoint_dir`.")
-    else:
-        checkpoint_dir = os.fspath(checkpoint_dir)
-        checkpoint_every = (
-            eval_every if checkpoint_every is None
-            else _checks.as_positive_int(fn, "checkpoint_every", checkpoint_every)
-        )
-        if checkpoint_every % eval_every:
-            raise ValueError(
-                f"{fn}: `checkpoint_every` ({checkpoint_every}) must be a multiple of "
-                f"`eval_every` ({eval_every}): checkpoints are written between blocks."
-            )
-    if keep_checkpoints is not None:
-        keep_checkpoints = _checks.as_positive_int(fn, "keep_checkpoints", keep_checkpoints)
+def _check_arrays(o: val.Options, params, data, key, hyper, opt_state, eval_data):
+    """Checks the array arguments' shapes; returns ``(n_runs or None, n_data)``."""
+    n_runs = val.n_runs_of(o.fn, key) if o.many else None
+    val.check_key(o.fn, "keys" if o.many else "key", key, n_runs)
+    val.check_params(o.fn, params)
+    if o.many:
+        for name, tree in (("params", params), ("hyper", hyper), ("opt_state", opt_state)):
+            val.check_leading(o.fn, name, tree, n_runs)
+    n_data = val.check_data(o.fn, "data", data, required=True)
+    val.check_data(o.fn, "eval_data", eval_data, required=False)
+    val.check_batch_size(o.fn, o.batch_size, n_data)
+    return n_runs, n_data
 
-    factory = not isinstance(optimizer, optax.GradientTransformation)
-    if factory and (hyper is None or not callable(optimizer)):
-        raise TypeError(
-            f"{fn}: `optimizer` must be an optax.GradientTransformation, or a callable "
-            f"`optimizer(hyper)` returning one together with `hyper`; got "
-            f"{type(optimizer).__name__} with hyper={'None' if hyper is None else '...'}."
-        )
-    if not factory and hyper is not None:
-        raise TypeError(
-            f"{fn}: `hyper` is given but `optimizer` is already a GradientTransformation; "
-            "pass a factory `optimizer(hyper) -> GradientTransformation` instead."
-        )
 
-    # ---- arrays
-    n_runs = None
-    if many:
-        if not hasattr(key, "shape") or np.ndim(key) < 1:
-            raise ValueError(
-                f"{fn}: `keys` must hold one key per run (e.g. jax.random.split(key, n)), got "
-                f"shape {tuple(np.shape(key))}."
-            )
-        n_runs = int(np.shape(key)[0])
-    _check_key(fn, "keys" if many else "key", key, n_runs)
-    _check_params(fn, params)
-    if many:
-        _check_leading(fn, "params", params, n_runs)
-        if hyper is not None:
-            _check_leading(fn, "hyper", hyper, n_runs)
-        if opt_state is not None:
-            _check_leading(fn, "opt_state", opt_state, n_runs)
-    n_data = _check_data(fn, "data", data, required=True)
-    _check_data(fn, "eval_data", eval_data, required=False)
-    if batch_size is not None:
-        batch_size = _checks.as_positive_int(fn, "batch_size", batch_size)
-        if batch_size > n_data:
-            raise ValueError(
-                f"{fn}: `batch_size` ({batch_size}) is larger than the dataset ({n_data} "
-                "examples); minibatches are sampled without replacement."
-            )
-
+def _settings(o: val.Options, factory: bool, n_runs, n_data):
+    """The device mesh (or None) and the block function's static settings."""
     mesh = batch_sharding = state_sharding = None
-    if parallel is not None:
-        mesh = dev.make_mesh(parallel, devices)
+    if o.parallel is not None:
+        mesh = dev.make_mesh(o.parallel, o.devices)
         n_dev = mesh.devices.size
-        if parallel == "data":
-            if (batch_size or n_data) % n_dev:
+        if o.parallel == "data":
+            if (o.batch_size or n_data) % n_dev:
                 raise ValueError(
-                    f"{fn}: with `parallel='data'` the batch size ({batch_size or n_data}) must "
-                    f"be divisible by the number of devices ({n_dev})."
+                    f"{o.fn}: with `parallel='data'` the batch size ({o.batch_size or n_data}) "
+                    f"must be divisible by the number of devices ({n_dev})."
                 )
-            batch_sharding = dev.leading(mesh)
-            state_sharding = dev.replicated(mesh)
+            batch_sharding, state_sharding = dev.leading(mesh), dev.replicated(mesh)
         else:
             if n_runs % n_dev:
                 raise ValueError(
-                    f"{fn}: with `parallel='runs'` the number of runs ({n_runs}) must be "
+                    f"{o.fn}: with `parallel='runs'` the number of runs ({n_runs}) must be "
                     f"divisible by the number of devices ({n_dev})."
                 )
             state_sharding = dev.leading(mesh)
-    s = _Settings(batch_size, n_data, eval_every, bool(has_aux), on_nonfinite, factory,
-                  batch_sharding, state_sharding)
+    s = Settings(o.batch_size, n_data, o.eval_every, o.has_aux, o.on_nonfinite, factory,
+                 batch_sharding, state_sharding)
+    return mesh, s
 
-    # ---- abstract checks on one run
-    one = functools.partial(_shape_struct, drop_leading=many)
-    run_hyper = None if hyper is None else jax.tree.map(one, hyper)
-    _validate(
-        fn, loss_fn, optimizer, eval_fn, s, jax.tree.map(one, params),
-        None if opt_state is None else jax.tree.map(one, opt_state), run_hyper,
-        data, eval_data,
-    )
 
-    # ---- initial state
+def _initial_state(o: val.Options, optimizer, factory, params, opt_state, key, hyper):
+    """The run's (or runs') state at step 0."""
     if opt_state is None:
-        if many:
-            def init(p, h):
-                return (optimizer(h) if factory else optimizer).init(p)
+        def init(p, h):
+            return make_optimizer(optimizer, h, factory).init(p)
 
-            opt_state = jax.vmap(init)(params, hyper)
-        else:
-            opt_state = (optimizer(hyper) if factory else optimizer).init(params)
-    lead = (n_runs,) if many else ()
-    state = TrainState(
-        params=params,
-        opt_state=opt_state,
-        key=key,
-        step=jnp.zeros(lead, jnp.int32),
-        bad_step=jnp.full(lead, -1, jnp.int32),
-    )
-    history: dict[str, list] = {}
-    start = 0
+        opt_state = jax.vmap(init)(params, hyper) if o.many else init(params, hyper)
+    lead = (int(np.shape(key)[0]),) if o.many else ()
+    return TrainState(params=params, opt_state=opt_state, key=key,
+                      step=jnp.zeros(lead, jnp.int32), bad_step=jnp.full(lead, -1, jnp.int32))
 
-    # ---- checkpoints
-    record = _settings_record(kind, s, n_runs, data, eval_fn is not None, hyper)
-    if checkpoint_dir is not None:
-        if resume:
-            if not os.path.isdir(checkpoint_dir):
-                raise FileNotFoundError(
-                    f"{fn}: `resume=True` but the checkpoint directory `{checkpoint_dir}` does "
-                    "not exist (create it to start a resumable run from scratch)."
-                )
-            latest = ckpt.latest_checkpoint(checkpoint_dir)
-            if latest is not None:
-                state, history, start = _restore(fn, latest, state, hyper, record, steps)
-        else:
-            os.makedirs(checkpoint_dir, exist_ok=True)
-            if ckpt.list_checkpoints(checkpoint_dir):
-                raise ValueError(
-                    f"{fn}: `checkpoint_dir` `{checkpoint_dir}` already holds checkpoints; pass "
-                    "`resume=True` to continue from the newest, or use an empty directory."
-                )
 
-    # ---- placement
-    if parallel is None:
+def _place(o: val.Options, mesh, s: Settings, state, hyper, data, eval_data):
+    """Puts state, hyper and data on the devices (sharded as ``parallel`` asks)."""
+    if o.parallel is None:
         to_dev = functools.partial(jax.tree.map, jnp.asarray)
-        state, data, eval_data, hyper = (to_dev(t) for t in (state, data, eval_data, hyper))
-    else:
-        rep = dev.replicated(mesh)
-        state = dev.put(state, state_sharding)
-        hyper = dev.put(hyper, state_sharding if parallel == "runs" else rep)
-        data, eval_data = dev.put(data, rep), dev.put(eval_data, rep)
+        return tuple(to_dev(t) for t in (state, hyper, data, eval_data))
+    rep = dev.replicated(mesh)
+    state = dev.put(state, s.state_sharding)
+    hyper = dev.put(hyper, s.state_sharding if o.parallel == "runs" else rep)
+    return state, hyper, dev.put(data, rep), dev.put(eval_data, rep)
 
-    block = _fit_many_block if many else _fit_block
-    bar = prog.make_progress(mode, steps, initial=start, desc=fn)
+
+def _train(o: val.Options, block, state, hyper, data, eval_data, history, start, record):
+    """Calls ``block`` until ``o.steps``; records, draws and checkpoints between blocks."""
+    lead = tuple(np.shape(state.step))
+    bar = prog.make_progress(o.progress, o.steps, initial=start, desc=o.fn)
     step = start
     try:
-        while step < steps:
-            end = min((step // eval_every + 1) * eval_every, steps)
-            state, metrics, evals = block(loss_fn, optimizer, eval_fn, s, state, hyper,
-                                          jnp.int32(end), data, eval_data)
+        while step < o.steps:
+            end = min((step // o.eval_every + 1) * o.eval_every, o.steps)
+            state, metrics, evals = block(state, hyper, jnp.int32(end), data, eval_data)
             bad = np.asarray(dev.to_host(state.bad_step))
             if (bad >= 0).any():
-                raise _nonfinite_error(fn, bad, many)
+                raise _nonfinite_error(o.fn, bad, o.many)
             step = end
             row = {"step": np.full(lead, step, np.int32),
                    **dev.to_host(metrics), **dev.to_host(evals)}
             for k, v in row.items():
                 history.setdefault(k, []).append(np.asarray(v))
             bar.update(step, {k: float(np.mean(v)) for k, v in row.items() if k != "step"})
-            if checkpoint_dir is not None and (step % checkpoint_every == 0 or step == steps):
-                _save(checkpoint_dir, step, state, hyper, history, record, steps,
-                      keep_checkpoints)
+            if _resume.due(o, step):
+                _resume.save(o, step, state, hyper, history, record)
     finally:
         bar.close()
-
-    out_history = {k: np.stack(v, axis=-1) for k, v in history.items()}
-    return FitResult(state.params, state.opt_state, out_history, step)
+    return state, history, step
 
 
 def _nonfinite_error(fn, bad, many):
@@ -620,62 +210,6 @@ def _nonfinite_error(fn, bad, many):
         runs=runs,
     )
 
-
-def _history_template(history_keys, n_blocks, dtypes, lead):
-    return {k: jax.ShapeDtypeStruct((n_blocks,) + lead, np.dtype(dtypes[k])) for k in history_keys}
-
-
-def _save(directory, step, state, hyper, history, record, steps, keep):
-    tree = {
-        "state": dev.to_host(state),
-        "hyper": dev.to_host(hyper),
-        "history": {k: np.stack(v) for k, v in history.items()},
-    }
-    meta = {
-        "settings": record,
-        "steps": steps,
-        "n_blocks": len(history["step"]),
-        "history": {k: str(np.stack(v).dtype) for k, v in history.items()},
-    }
-    if jax.process_index() == 0:
-        ckpt.save_checkpoint(directory, step, tree, metadata=meta, keep=keep)
-
-
-def _restore(fn, path, state, hyper, record, steps):
-    meta = ckpt.read_record(path)["metadata"]
-    saved = meta.get("settings")
-    if not isinstance(saved, dict) or "n_blocks" not in meta or "history" not in meta:
-        raise ckpt.CheckpointError(f"{fn}: checkpoint `{path}` was not written by convjax.train.")
-    diffs = [
-        f"{k}: checkpoint {saved.get(k)!r}, this call {v!r}"
-        for k, v in record.items()
-        if saved.get(k) != v
-    ]
-    if diffs:
-        raise ckpt.CheckpointError(
-            f"{fn}: checkpoint `{path}` does not match this call's settings: "
-            + "; ".join(diffs) + "."
-        )
-    lead = tuple(np.shape(state.step))
-    like = {
-        "state": jax.tree.map(lambda x: _shape_struct(x, False) if not dev._is_key(x) else x,
-                              state),
-        "hyper": None if hyper is None else jax.tree.map(lambda x: _shape_struct(x, False),
-                                                         hyper),
-        "history": _history_template(meta["history"], int(meta["n_blocks"]), meta["history"],
-                                     lead),
-    }
-    tree, _ = ckpt.load_checkpoint(path, like)
-    got_step = int(np.max(tree["state"].step))
-    if got_step > steps:
-        raise ValueError(
-            f"{fn}: checkpoint `{path}` is at step {got_step}, beyond `steps` ({steps})."
-        )
-    history = {k: list(v) for k, v in tree["history"].items()}
-    return tree["state"], history, got_step
-
-
-# ------------------------------------------------------------------------------ API
 
 def fit(
     loss_fn: Callable,
@@ -706,7 +240,8 @@ def fit(
     The steps of each block of ``eval_every`` run inside one ``lax.scan`` of one
     jitted function (compiled once per configuration: changing ``steps`` or calling
     again with the same ``loss_fn``, ``optimizer`` and ``eval_fn`` objects does not
-    recompile); after each block the metrics are recorded, the progress bar drawn
+    recompile; the cache holds these objects only weakly, so the compiled function is
+    freed with them); after each block the metrics are recorded, the progress bar drawn
     and, when due, a checkpoint written.
 
     Args:
@@ -792,7 +327,7 @@ def fit(
       (3.0, [50, 100])
     """
     return _run(
-        "fit", "fit", loss_fn, optimizer, params, data, key, steps=steps,
+        "fit", loss_fn, optimizer, params, data, key, steps=steps,
         batch_size=batch_size, eval_every=eval_every, eval_fn=eval_fn, eval_data=eval_data,
         has_aux=has_aux, hyper=hyper, opt_state=opt_state, on_nonfinite=on_nonfinite,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
@@ -873,7 +408,7 @@ def fit_many(
       ((4, 1), 0.0)
     """
     return _run(
-        "fit_many", "fit_many", loss_fn, optimizer, params, data, keys, steps=steps,
+        "fit_many", loss_fn, optimizer, params, data, keys, steps=steps,
         batch_size=batch_size, eval_every=eval_every, eval_fn=eval_fn, eval_data=eval_data,
         has_aux=has_aux, hyper=hyper, opt_state=opt_state, on_nonfinite=on_nonfinite,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
