@@ -128,9 +128,9 @@ def test_corruption_and_mismatch_name_the_file(tmp_path):
         train.load_checkpoint(path, tree)
     os.remove(npz)
     with pytest.raises(train.CheckpointError, match=r"checkpoint arrays `.*step_000000001.npz` "
-                       r"\(named by `.*step_000000001.json`\) are missing"):
+                       r"\(named by `.*step_000000001.json`\) does not exist"):
         train.load_checkpoint(path, tree)
-    Path(path).write_text('{"format": "convjax.train.checkpoint/1", "st')
+    Path(path).write_text('{"format": "convjax.train.checkpoint/2", "st')
     with pytest.raises(train.CheckpointError, match=r"checkpoint record `.*step_000000001.json` is "
                        r"corrupted \(not valid JSON\)"):
         train.load_checkpoint(path, tree)
