@@ -12,7 +12,7 @@ Public API:
   (sums copies), the nearest filter (averages copies), the locally connected view.
 """
 
-from convjax import data, measures, nn, train
+from convjax import data, measures, nn, stats, train
 from convjax.conv import conv1d
 from convjax.geometry import ConvOptions, Geometry, conv_options
 from convjax.local import locally_connected1d
@@ -43,5 +43,6 @@ __all__ = [
     "locally_connected1d",
     "measures",
     "nn",
+    "stats",
     "train",
 ]

@@ -197,47 +197,97 @@ def binary_accuracy(logits, labels, *, reduction: str = "mean"):
     return _reduce(fn, hits, reduction)
 
 
-def mean_std(tree, *, axis: int = 0, ddof: int = 0):
-    """Mean and standard deviation of every leaf over ``axis`` (e.g. over seeds).
+def mean_std(tree, *, axis: int = 0, ddof: int = 0, by=None, level: float | None = 0.95):
+    """Mean and standard deviation of every leaf over the runs ``axis`` (e.g. over seeds),
+    optionally per hyperparameter value.
 
     Host-side helper for results of :func:`convjax.train.fit_many`, whose history
-    leaves have shape ``(n_runs, n_evals)``.
+    leaves have shape ``(n_runs, n_evals)``. A top-level ``"step"`` entry of a dict
+    ``tree`` with fewer dimensions than the other leaves has no runs axis (fit_many's
+    ``history["step"]``, shape ``(n_evals,)``): it is returned unchanged as the mean (and
+    as ``low``/``high``) with zeros as the std.
 
     Args:
       tree: a pytree of arrays, each with the runs axis at ``axis``.
       axis: the axis to reduce (default 0, the runs axis).
       ddof: delta degrees of freedom of the standard deviation (0: population,
         1: the unbiased sample estimate).
+      by: None, or each run's hyperparameter: an array ``(n_runs,)`` or a dict of such
+        arrays (e.g. ``FitResult.hyper``), grouped by :func:`convjax.stats.group_runs`.
+      level: with ``by``, the confidence level of the Student-t interval of each
+        group's mean (:func:`convjax.stats.mean_interval`), or None for no interval.
 
     Returns:
-      ``(mean_tree, std_tree)``: two pytrees like ``tree`` of float numpy arrays with
-      ``axis`` removed.
+      Without ``by``: ``(mean_tree, std_tree)``, two pytrees like ``tree`` of float numpy
+      arrays with ``axis`` removed. With ``by``: ``{value: convjax.stats.MeanStd}``, one
+      entry per distinct hyperparameter value (sorted), whose ``mean``, ``std``, ``low``
+      and ``high`` are such pytrees (``low``/``high`` None when ``level`` is None) and
+      ``n`` the group's number of runs.
+
+    Raises:
+      ValueError: ``axis`` out of range, too few runs for ``ddof`` (per group with
+        ``by``), a group of one run with an interval asked for, ``by`` with a number
+        of runs other than the leaves'.
 
     Example:
       >>> import numpy as np
       >>> m, s = mean_std({"loss": np.array([[1.0, 2.0], [3.0, 6.0]])})
       >>> m["loss"].tolist(), s["loss"].tolist()
       ([2.0, 4.0], [1.0, 2.0])
+      >>> h = {"loss": np.array([[1.0], [5.0], [3.0], [7.0]]), "step": np.array([10])}
+      >>> g = mean_std(h, by=np.array([0.1, 0.3, 0.1, 0.3]))
+      >>> {lr: (r.mean["loss"].tolist(), r.n) for lr, r in g.items()}, g[0.1].mean["step"]
+      ({0.1: ([2.0], 2), 0.3: ([6.0], 2)}, array([10]))
     """
-    ddof = _checks.as_positive_int("mean_std", "ddof", ddof, minimum=0)
-    leaves = jax.tree_util.tree_leaves(tree)
-    for leaf in leaves:
-        nd = np.ndim(leaf)
-        if not -nd <= axis < nd:
-            raise ValueError(
-                f"mean_std: `axis` {axis} is out of range for a leaf of shape "
-                f"{tuple(np.shape(leaf))}."
-            )
-        if np.shape(leaf)[axis] <= ddof:
-            raise ValueError(
-                f"mean_std: need more than `ddof`={ddof} values along axis {axis}, got a "
-                f"leaf of shape {tuple(np.shape(leaf))}."
-            )
+    from convjax import stats  # numpy-only; imported here to keep this module's imports
 
-    def mean(a):
-        return np.mean(np.asarray(a, dtype=np.float64), axis=axis)
+    fn = "mean_std"
+    ddof = _checks.as_positive_int(fn, "ddof", ddof, minimum=0)
+    keys = list(tree) if isinstance(tree, dict) else None
+    rest = {k: v for k, v in tree.items() if k != "step"} if keys else tree
+    step = None
+    if keys and "step" in tree and rest and np.ndim(tree["step"]) < max(
+            np.ndim(leaf) for leaf in jax.tree_util.tree_leaves(rest)):
+        tree, step = rest, np.asarray(tree["step"])  # shared by all runs
+    groups = None if by is None else stats.group_runs(by)
+    sizes = None if groups is None else [len(idx) for idx in groups.values()]
+    for leaf in jax.tree_util.tree_leaves(tree):
+        shape = tuple(np.shape(leaf))
+        if not -len(shape) <= axis < len(shape):
+            raise ValueError(f"{fn}: `axis` {axis} is out of range for a leaf of shape {shape}.")
+        if sizes is not None and shape[axis] != sum(sizes):
+            raise ValueError(f"{fn}: `by` gives {sum(sizes)} runs but a leaf of shape {shape} "
+                             f"has {shape[axis]} along axis {axis}.")
+        if min(sizes or [shape[axis]]) <= ddof:
+            raise ValueError(f"{fn}: need more than `ddof`={ddof} values along axis {axis}, got "
+                             + (f"a leaf of shape {shape}." if sizes is None else
+                                f"groups of {sorted(set(sizes))} runs."))
+    if sizes is not None and level is not None and min(sizes) < 2:
+        raise ValueError(f"{fn}: a group has 1 run; an interval needs at least 2 per group "
+                         "(pass `level=None` for means and stds only).")
 
-    def std(a):
-        return np.std(np.asarray(a, dtype=np.float64), axis=axis, ddof=ddof)
+    def over(idx, f, shared):
+        """``f`` of every leaf's runs ``idx`` (runs axis first); "step" put back."""
+        out = jax.tree.map(lambda a: f(np.moveaxis(np.asarray(a, np.float64), axis, 0)[idx]),
+                           tree)
+        if step is None:
+            return out
+        return {k: (shared if k == "step" else out[k]) for k in keys}
 
-    return jax.tree.map(mean, tree), jax.tree.map(std, tree)
+    def summary(idx):
+        mean = over(idx, lambda a: a.mean(axis=0), step)
+        std = over(idx, lambda a: a.std(axis=0, ddof=ddof), np.zeros(np.shape(step)))
+        return mean, std
+
+    if groups is None:
+        return summary(slice(None))
+    out = {}
+    for key, idx in groups.items():
+        mean, std = summary(idx)
+        low = high = None
+        if level is not None:
+            low = over(idx, lambda a: np.asarray(stats.mean_interval(a, level=level).low), step)
+            high = over(idx, lambda a: np.asarray(stats.mean_interval(a, level=level).high),
+                        step)
+        out[key] = stats.MeanStd(mean, std, low, high, len(idx))
+    return out
