@@ -104,10 +104,6 @@ CASES = [
      r"conv1d: `x` has complex dtype complex128; only real floating dtypes"),
     ("complex w", conv(), (X, ones(3, 2, 4, dtype=jnp.complex64)), TypeError,
      r"conv1d: `w` has complex dtype complex64"),
-    ("int x", conv(), (ones(6, 2, dtype=jnp.int32), W), TypeError,
-     r"conv1d: `x` must have a floating dtype .* got int32\. Cast it first"),
-    ("bool w", conv(), (X, ones(3, 2, 4, dtype=jnp.bool_)), TypeError,
-     r"conv1d: `w` must have a floating dtype .* got bool"),
     # empty arrays
     ("empty length", conv(), (ones(0, 2), W), ValueError,
      r"conv1d: `x` must not be empty, got shape \(0, 2\)"),
@@ -127,17 +123,13 @@ CASES = [
     ("convolve unknown mode", lambda a, v: convolve(a, v, "circular"), (ones(4), ones(3)),
      ValueError, r"convolve: `mode` must be one of 'full', 'same', 'valid', got 'circular'"),
     ("correlate mode None", lambda a, v: correlate(a, v, None), (ones(4), ones(3)),
-     ValueError, r"correlate: `mode` must be one of .* got None"),
+     TypeError, r"correlate: `mode` must be a string .* got None"),
     ("convolve empty a", lambda a, v: convolve(a, v), (ones(0), ones(3)), ValueError,
      r"convolve: `a` must not be empty, got shape \(0,\)"),
     ("correlate empty v", lambda a, v: correlate(a, v), (ones(4), ones(0)), ValueError,
      r"correlate: `v` must not be empty"),
-    ("convolve int", lambda a, v: convolve(a, v), (ones(4, dtype=jnp.int32), ones(3)),
-     TypeError, r"convolve: `a` must have a floating dtype .* got int32"),
-    ("correlate complex", lambda a, v: correlate(a, v), (ones(4), ones(3, dtype=jnp.complex64)),
-     TypeError, r"correlate: `v` has complex dtype complex64"),
     ("convolve unknown algorithm", lambda a, v: convolve(a, v, algorithm="nope"),
-     (ones(4), ones(3)), ValueError, r"conv1d: `algorithm` must be one of .* got 'nope'"),
+     (ones(4), ones(3)), ValueError, r"convolve: `algorithm` must be one of .* got 'nope'"),
     # conv_matrix / conv_matrix_sparse
     ("conv_matrix over max_bytes", lambda w: conv_matrix(w, 100, max_bytes=1000), (W,),
      ValueError, r"conv_matrix: the dense matrix of shape \(392, 200\) in float64 would need "
@@ -188,8 +180,9 @@ def test_non_array_input_is_a_clear_type_error():
     with pytest.raises(TypeError, match=r"conv1d: `x` must be an array .* got an object of "
                                         r"type list"):
         conv1d([[1.0], [2.0]], W[:, :1, :])
-    with pytest.raises(TypeError, match=r"convolve: `a` must be an array .* type list"):
-        convolve([1.0, 2.0], jnp.ones(2))
+    with pytest.raises(TypeError, match=r"convolve: `a` must be an array-like of numbers .* "
+                                        r"got dict"):
+        convolve({"a": 1.0}, jnp.ones(2))
 
 
 def test_traced_size_is_a_type_error():

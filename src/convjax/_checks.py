@@ -82,8 +82,48 @@ def check_choice(fn: str, name: str, value, choices: Sequence[str]) -> str:
     return value.lower()
 
 
+def check_real(fn: str, name: str, x) -> None:
+    """Raises TypeError unless ``x`` is an array with a real dtype: bool, integer or floating."""
+    if not hasattr(x, "dtype"):
+        raise TypeError(
+            f"{fn}: `{name}` must be an array (jax.Array or numpy.ndarray) with a real "
+            f"dtype, got an object of type {type(x).__name__}. Convert it first, "
+            f"e.g. `jnp.asarray({name})`."
+        )
+    dtype = np.dtype(x.dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(
+            f"{fn}: `{name}` has complex dtype {dtype}; only real floating dtypes are "
+            "supported, integers and bools promoted to them (convolve the real and "
+            "imaginary parts separately)."
+        )
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+            or dtype == np.bool_):
+        raise TypeError(
+            f"{fn}: `{name}` must have a real numeric dtype (bool, integer or floating), "
+            f"got {dtype}."
+        )
+
+
+def default_float():
+    """jax's default floating dtype: float64 with ``jax_enable_x64``, else float32."""
+    return jnp.result_type(float)
+
+
 def result_dtype(fn: str, **arrays):
-    """Checks every array is real floating and returns their promoted dtype."""
+    """Checks every array is real and returns the floating dtype they compute in.
+
+    The promoted dtype of the arrays (``jnp.result_type``) if it is floating;
+    integers and bools, alone or mixed with each other, promote to jax's
+    default float dtype (:func:`default_float`: float32, or float64 with
+    ``jax_enable_x64``). Integer arrays mixed with floating ones follow jax's
+    promotion (``int8`` with ``float16`` gives ``float16``).
+
+    Raises:
+      TypeError: an argument is not an array, or is complex, or has a
+        non-numeric dtype; the message names ``fn`` and the argument.
+    """
     for name, a in arrays.items():
-        check_floating(fn, name, a)
-    return jnp.result_type(*arrays.values())
+        check_real(fn, name, a)
+    dtype = jnp.result_type(*arrays.values())
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else default_float()
