@@ -1,0 +1,206 @@
+"""One process of the two-process test in ``test_train_multiprocess.py``.
+
+Run as ``python multiprocess_worker.py PROCESS_ID PORT WORK_DIR`` in two processes, each
+with ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` and ``JAX_PLATFORMS=cpu``;
+they join through ``jax.distributed.initialize`` on ``localhost:PORT`` into one
+4-device cluster. Each process writes what it computed to
+``WORK_DIR/result_<id>.json``; the test compares both with a single-process run of
+the same problem (``problem()`` below, imported by the test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+STEPS, FIRST_STEPS = 9, 6
+KW = dict(batch_size=8, eval_every=3, checkpoint_every=3, progress=False)
+
+
+def problem():
+    """Data, loss, eval function and initial params/keys shared with the test."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3))
+    data = {"x": x, "y": x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=32)}
+
+    def loss_fn(p, b):
+        r = b["x"] @ p["w"] + p["b"] - b["y"]
+        return jnp.mean(r * r)
+
+    def eval_fn(p, d):
+        return {"mse": loss_fn(p, d)}
+
+    keys = jax.random.split(jax.random.key(1), 4)
+    many = jax.vmap(lambda k: {"w": jax.random.normal(k, (3,)), "b": jnp.zeros(())})(keys)
+    return dict(
+        data=data, loss_fn=loss_fn, eval_fn=eval_fn, opt=optax.adam(0.1),
+        make_opt=lambda h: optax.adam(h["lr"]), params=({"w": jnp.zeros(3), "b": jnp.zeros(())}),
+        key=jax.random.key(0), many_params=many, keys=keys,
+        hyper={"lr": jnp.array([0.01, 0.03, 0.1, 0.3])},
+    )
+
+
+def fit_one(pb, steps, **kw):
+    from convjax import train
+
+    return train.fit(pb["loss_fn"], pb["params"], pb["opt"], pb["data"], pb["key"], steps=steps,
+                     eval_fn=pb["eval_fn"], eval_data=pb["data"], **kw)
+
+
+def fit_runs(pb, steps, **kw):
+    from convjax import train
+
+    return train.fit_many(pb["loss_fn"], pb["many_params"], pb["make_opt"], pb["data"],
+                          pb["keys"], hyper=pb["hyper"], steps=steps, eval_fn=pb["eval_fn"],
+                          eval_data=pb["data"], **kw)
+
+
+def summary(res) -> dict:
+    """Params, optimizer state and history as nested lists (gathered where sharded)."""
+    import jax
+    import numpy as np
+
+    from convjax.train import devices
+
+    host = devices.to_host({"params": res.params, "opt_state": res.opt_state})
+    leaves = [np.asarray(x).tolist() for x in jax.tree.leaves(host)]
+    return {"leaves": leaves, "history": {k: v.tolist() for k, v in res.history.items()},
+            "step": res.step}
+
+
+def train_and_resume(pb, fit, directory, parallel):
+    """A run cut at FIRST_STEPS and resumed to STEPS, and the same run uninterrupted."""
+    from jax.experimental import multihost_utils
+
+    from convjax.train import checkpoint as ckpt
+
+    fit(pb, FIRST_STEPS, checkpoint_dir=directory, parallel=parallel, **KW)
+    # fit's checkpoints are written by process 0 alone; every process must see the
+    # committed record before resuming (see the report on loop.py's _save).
+    multihost_utils.sync_global_devices(f"first part written: {directory}")
+    loaded, real = [], ckpt.load_checkpoint
+
+    def spy(path, like):
+        loaded.append(os.path.basename(path))
+        return real(path, like)
+
+    ckpt.load_checkpoint = spy
+    try:
+        resumed = fit(pb, STEPS, checkpoint_dir=directory, resume=True, parallel=parallel, **KW)
+    finally:
+        ckpt.load_checkpoint = real
+    whole = fit(pb, STEPS, parallel=parallel, **{**KW, "checkpoint_every": None})
+    return resumed, whole, loaded
+
+
+def own_members(directory, step):
+    """The npz members this process wrote for ``step`` (None: it wrote no file)."""
+    import jax
+    import numpy as np
+
+    name = os.path.join(directory, f"step_{step:09d}.p{jax.process_index():05d}.npz")
+    if not os.path.exists(name):
+        return None
+    with np.load(name) as z:
+        return {k: list(z[k].shape) for k in sorted(z.files)}
+
+
+def collective_checkpoint(directory, res, keys):
+    """save_checkpoint with arrays spanning both processes, then load it back."""
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from convjax import train
+    from convjax.train import checkpoint as ckpt
+    from convjax.train import devices
+
+    gathered_bytes = []
+    real = multihost_utils.process_allgather
+
+    def spy(x, tiled=False):
+        gathered_bytes.append(int(sum(np.asarray(v).nbytes for v in jax.tree.leaves(x))))
+        return real(x, tiled=tiled)
+
+    multihost_utils.process_allgather = spy
+    os.makedirs(directory, exist_ok=True)
+    tree = {"params": res.params, "keys": keys, "host": np.arange(3.0), "step": np.int32(7)}
+    try:
+        path = train.save_checkpoint(directory, 7, tree)
+    finally:
+        multihost_utils.process_allgather = real
+    record = ckpt.read_record(path)
+    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                        {"params": res.params, "keys": keys})
+    like.update(host=np.zeros(3), step=np.int32(0))
+    back, _ = train.load_checkpoint(path, like)
+    same_shards = all(
+        np.array_equal(np.asarray(a.data), np.asarray(b.data)) and a.index == b.index
+        for x, y in zip(jax.tree.leaves(back["params"]), jax.tree.leaves(res.params), strict=True)
+        for a, b in zip(x.addressable_shards, y.addressable_shards, strict=True)
+    )
+    key_data = [jax.random.key_data(k) for k in (back["keys"], keys)]
+    whole, _ = train.load_checkpoint(path, {"params": jax.tree.map(np.asarray, devices.to_host(
+        res.params)), "keys": keys, "host": np.zeros(3), "step": np.int32(0)})
+    return {
+        "files": [f["name"] for f in record["files"]],
+        "chunk_files": {leaf["path"]: [[c["file"], c["start"], c["stop"]] for c in leaf["chunks"]]
+                        for leaf in record["leaves"]},
+        "own_file_members": own_members(directory, 7),
+        "gathered_bytes": gathered_bytes,
+        "sharded_load_equal": bool(same_shards),
+        "sharded_load_kept_sharding": all(
+            x.sharding == y.sharding for x, y in zip(jax.tree.leaves(back["params"]),
+                                                     jax.tree.leaves(res.params), strict=True)),
+        "key_data_equal": bool(np.array_equal(devices.to_host(key_data[0]),
+                                              devices.to_host(key_data[1]))),
+        "whole_load_equal": all(
+            np.array_equal(a, b) for a, b in zip(
+                jax.tree.leaves(whole["params"]), jax.tree.leaves(devices.to_host(res.params)),
+                strict=True)),
+    }
+
+
+def main(process_id: int, port: int, work: str) -> None:
+    import jax
+
+    try:  # gloo is the default on recent jax; older versions need it asked for
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except (AttributeError, ValueError):
+        pass
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                               process_id=process_id, initialization_timeout=60)
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    from convjax.train import devices
+
+    assert jax.process_count() == 2 and jax.device_count() == 4, jax.devices()
+    assert jax.local_device_count() == 2
+    pb = problem()
+    out = {"devices": [[d.id, d.process_index] for d in jax.devices()]}
+    for name, fit, parallel in (("fit_data", fit_one, "data"), ("many_runs", fit_runs, "runs"),
+                                ("many_data", fit_runs, "data")):
+        resumed, whole, loaded = train_and_resume(pb, fit, os.path.join(work, name), parallel)
+        out[name] = {"resumed": summary(resumed), "whole": summary(whole), "loaded": loaded}
+        if name == "many_runs":
+            mesh = devices.make_mesh("runs")
+            keys = devices.put(pb["keys"], devices.leading(mesh))
+            out["collective_runs"] = collective_checkpoint(os.path.join(work, "coll_runs"),
+                                                           resumed, keys)
+        if name == "fit_data":
+            mesh = devices.make_mesh("data")
+            keys = devices.put(pb["keys"], devices.replicated(mesh))
+            out["collective_data"] = collective_checkpoint(os.path.join(work, "coll_data"),
+                                                           resumed, keys)
+    with open(os.path.join(work, f"result_{process_id}.json"), "w") as f:
+        json.dump(out, f)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
