@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import sampling_reference as sref
 from hypothesis import given, settings
 
 from convjax import train
@@ -52,7 +53,7 @@ def reference(loss, params, opt, data, key, steps, batch_size, skip_nonfinite=Fa
     for s in range(steps):
         batch = data
         if batch_size is not None:
-            idx = _choice(key, s, n, batch_size)
+            idx = sref.batch(key, s, n, batch_size)
             batch = jax.tree.map(lambda a, idx=idx: a[np.asarray(idx)], data)
         value, grads, updates, new_state = _ref_step(loss, opt, params, state, batch)
         finite = np.isfinite(value) and all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
@@ -61,11 +62,6 @@ def reference(loss, params, opt, data, key, steps, batch_size, skip_nonfinite=Fa
             continue
         params, state = optax.apply_updates(params, updates), new_state
     return params, state, np.array(losses)
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _choice(key, s, n, batch_size):
-    return jax.random.choice(jax.random.fold_in(key, s), n, (batch_size,), replace=False)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -131,7 +127,7 @@ def test_aux_metrics_are_block_means():
     opt, state, maes = optax.sgd(0.05), None, []
     state = opt.init(p)
     for s in range(6):
-        idx = np.asarray(jax.random.choice(jax.random.fold_in(key, s), N, (5,), replace=False))
+        idx = sref.batch(key, s, N, 5)
         batch = jax.tree.map(lambda a, idx=idx: a[idx], data)
         (_, aux), g = jax.value_and_grad(loss_aux, has_aux=True)(p, batch)
         maes.append(float(aux["mae"]))
@@ -286,8 +282,7 @@ def nan_data():
 def first_hit(key, steps, n=8, b=2, bad=5):
     hits = [
         s for s in range(steps)
-        if bad in np.asarray(jax.random.choice(jax.random.fold_in(key, s), n, (b,),
-                                               replace=False))
+        if bad in sref.batch(key, s, n, b)
     ]
     return hits
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from convjax.train import devices as dev
+from convjax.train import sampling
 
 
 class TrainState(NamedTuple):
@@ -27,7 +28,8 @@ class TrainState(NamedTuple):
     Attributes:
       params: the parameter pytree.
       opt_state: the optimizer state.
-      key: the run's PRNG key (constant; step ``s`` uses ``fold_in(key, s)``).
+      key: the run's PRNG key (constant; it draws the minibatches, see
+        :mod:`convjax.train.sampling`).
       step: int32 ``()``, the number of updates done.
       bad_step: int32 ``()``, the first step whose loss or gradient was not finite
         (``-1`` if none); only used with ``on_nonfinite="raise"``.
@@ -74,9 +76,10 @@ def _all_finite(tree):
     return functools.reduce(jnp.logical_and, leaves, jnp.bool_(True))
 
 
-def _sample(data, key, s: Settings):
+def _sample(data, key, step, s: Settings):
+    """The minibatch of update ``step`` (see :mod:`convjax.train.sampling`)."""
     if s.batch_size is not None:
-        idx = jax.random.choice(key, s.n_data, (s.batch_size,), replace=False)
+        idx = sampling.batch_indices(key, step, s.n_data, s.batch_size)
         data = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
     return dev.constrain(data, s.batch_sharding)
 
@@ -92,7 +95,7 @@ def _loss_grad(loss_fn, has_aux, params, batch):
 
 def _step(loss_fn, opt, s: Settings, end, data, st: TrainState):
     """One update of one run; a no-op at or past ``end`` (and after a bad step in raise mode)."""
-    batch = _sample(data, jax.random.fold_in(st.key, st.step), s)
+    batch = _sample(data, st.key, st.step, s)
     loss, aux, grads = _loss_grad(loss_fn, s.has_aux, st.params, batch)
     updates, opt_state = apply_optimizer(opt, grads, st.opt_state, st.params, loss)
     params = optax.apply_updates(st.params, updates)

@@ -15,6 +15,7 @@ import numpy as np
 
 from convjax.train import checkpoint as ckpt
 from convjax.train import devices as dev
+from convjax.train import sampling
 from convjax.train._block import Settings
 from convjax.train._validate import Options, shape_struct
 
@@ -23,6 +24,7 @@ def settings_record(o: Options, s: Settings, n_runs, data, has_eval, hyper) -> d
     """The settings a resumed call must repeat (JSON-serialisable)."""
     return {
         "kind": o.fn,
+        "sampling": sampling.CONTRACT,
         "n_runs": n_runs,
         "batch_size": s.batch_size,
         "eval_every": s.eval_every,

@@ -8,13 +8,18 @@ so Python only sees the state between blocks (to record metrics, draw progress a
 write checkpoints). :func:`fit_many` is the same block function under ``jax.vmap``
 over a leading runs axis (seeds, initialisations, hyperparameters).
 
-Sampling contract (what makes runs reproducible and resumable): the minibatch of
-the update numbered ``s`` (0-based) is ``data[idx]`` with::
+Sampling contract (what makes runs reproducible and resumable): with ``n`` examples
+and batch size ``b``, an epoch is ``m = n // b`` updates; the update numbered ``s``
+(0-based) uses the examples at positions ``(s % m) * b, ..., (s % m) * b + b - 1`` of
+epoch ``s // m``'s permutation of ``[0, n)``, a keyed Feistel network with cycle
+walking whose round keys come from ``fold_in(key, s // m)``::
 
-    idx = jax.random.choice(jax.random.fold_in(key, s), n, (batch_size,), replace=False)
+    idx = convjax.train.sampling.batch_indices(key, s, n, b)
 
-so it depends only on the run's key and the step, never on where blocks or
-restarts fall.
+so a batch never repeats an example nor straddles two epochs, the ``n % b`` examples
+left at the end of each epoch's permutation sit that epoch out, and the batch costs
+``O(b)`` whatever ``n``. It depends only on the run's key and the step, never on where
+blocks or restarts fall. :mod:`convjax.train.sampling` states the rule in full.
 """
 
 from __future__ import annotations
@@ -256,11 +261,15 @@ def fit(
         ``optax.contrib.reduce_on_plateau`` and friends).
       data: pytree of arrays sharing a leading example axis of size ``n``.
       key: the run's PRNG key (``jax.random.key`` or ``jax.random.PRNGKey``). The
-        minibatch of update ``s`` is ``data[choice(fold_in(key, s), n,
-        (batch_size,), replace=False)]``.
+        minibatch of update ``s`` (0-based) is ``data[batch_indices(key, s, n,
+        batch_size)]`` (:func:`convjax.train.sampling.batch_indices`).
       steps: number of optimizer updates, >= 1.
-      batch_size: examples per update, sampled without replacement; ``None`` (default)
-        uses all of ``data`` every step (full-batch gradient descent, no sampling).
+      batch_size: examples per update, ``<= n``; ``None`` (default) uses all of
+        ``data`` every step (full-batch gradient descent, no sampling). Epochs are
+        ``n // batch_size`` updates, each a slice of that epoch's random permutation
+        of the examples: no example repeats within an epoch, and the ``n %
+        batch_size`` examples left at the end of the permutation sit the epoch out
+        (a different set every epoch). Each batch costs ``O(batch_size)``.
       eval_every: steps per block (default: ``steps``, one block). Metrics are
         recorded at steps ``eval_every, 2 * eval_every, ...`` and at ``steps``; when
         ``eval_every`` does not divide ``steps`` the last block is shorter: it runs
