@@ -167,6 +167,24 @@ def collective_checkpoint(directory, res, keys):
     }
 
 
+def collective_failure(directory, sharding):
+    """A save that fails in process 1 only: every process must raise, none may hang."""
+    import numpy as np
+
+    from convjax import train
+    from convjax.train import devices
+
+    os.makedirs(directory, exist_ok=True)
+    # A step counter with values beyond the step, in the runs held by process 1 only.
+    bad = devices.put(np.array([7, 7, 99, 99], np.int32), sharding)
+    try:
+        train.save_checkpoint(directory, 7, {"state": {"step": bad}})
+        error = "none"
+    except (ValueError, RuntimeError) as e:
+        error = f"{type(e).__name__}: {e}"
+    return {"error": error, "committed": train.latest_checkpoint(directory)}
+
+
 def main(process_id: int, port: int, work: str) -> None:
     import jax
 
@@ -193,6 +211,8 @@ def main(process_id: int, port: int, work: str) -> None:
             keys = devices.put(pb["keys"], devices.leading(mesh))
             out["collective_runs"] = collective_checkpoint(os.path.join(work, "coll_runs"),
                                                            resumed, keys)
+            out["collective_failure"] = collective_failure(os.path.join(work, "coll_fail"),
+                                                           devices.leading(mesh))
         if name == "fit_data":
             mesh = devices.make_mesh("data")
             keys = devices.put(pb["keys"], devices.replicated(mesh))

@@ -89,6 +89,7 @@ def test_two_processes(tmp_path):
     results = run_workers(str(tmp_path))
     check_training(tmp_path, results)
     check_collective_checkpoint(results)
+    check_collective_failure(results)
 
 
 def check_training(tmp_path, results):
@@ -134,3 +135,14 @@ def check_collective_checkpoint(results):
             assert max(case["gathered_bytes"]) <= 41, case["gathered_bytes"]
             assert case["sharded_load_equal"] and case["sharded_load_kept_sharding"]
             assert case["key_data_equal"] and case["whole_load_equal"]
+
+
+def check_collective_failure(results):
+    """A collective save failing in one process raises in every process, commits nothing."""
+    first, second = (r["collective_failure"] for r in results)
+    assert first["error"] == (
+        "RuntimeError: save_checkpoint: processes [1] could not write their array files; "
+        "nothing was committed (see their own errors).")
+    assert second["error"].startswith(
+        "ValueError: save_checkpoint: leaf ['state']['step'] is a step counter")
+    assert first["committed"] is None and second["committed"] is None

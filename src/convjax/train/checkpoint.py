@@ -303,28 +303,38 @@ def _write_arrays(path: str, members: dict[str, np.ndarray]) -> dict[str, Any]:
     return {"name": os.path.basename(path), "size": size, "sha256": digest}
 
 
-def _exchange(entry: dict[str, Any] | None) -> list[dict[str, Any] | None]:
-    """Every process's ``{"size", "sha256"}`` (None: wrote nothing), on every process.
+def _exchange(entry: dict[str, Any] | None, failed: bool) -> list[dict[str, Any] | None]:
+    """Every process's ``{"size", "sha256"}`` (None: it wrote nothing), on every process.
 
     A ``process_allgather`` of 41 bytes per process; it is also the barrier that
-    orders every array file before the record.
+    orders every array file before the record. Raises on every process if one failed.
     """
-    from jax.experimental import multihost_utils
-
     raw = np.zeros(41, np.uint8)
+    raw[0] = 2 if failed else int(entry is not None)
     if entry is not None:
-        raw[0] = 1
         raw[1:9] = np.frombuffer(int(entry["size"]).to_bytes(8, "little"), np.uint8)
         raw[9:] = np.frombuffer(bytes.fromhex(entry["sha256"]), np.uint8)
-    table = np.asarray(multihost_utils.process_allgather(raw))
-    out = []
-    for row in table.reshape(-1, 41):
-        if not row[0]:
-            out.append(None)
-            continue
-        size = int.from_bytes(row[1:9].tobytes(), "little")
-        out.append({"size": size, "sha256": row[9:].tobytes().hex()})
-    return out
+    table = _allgather(raw).reshape(-1, 41)
+    _raise_if_failed(table[:, 0] == 2, "could not write their array files")
+    return [
+        {"size": int.from_bytes(row[1:9].tobytes(), "little"), "sha256": row[9:].tobytes().hex()}
+        if row[0] else None
+        for row in table
+    ]
+
+
+def _allgather(x: np.ndarray) -> np.ndarray:
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x))
+
+
+def _raise_if_failed(failed: np.ndarray, what: str) -> None:
+    if failed.any():
+        raise RuntimeError(
+            f"save_checkpoint: processes {np.flatnonzero(failed).tolist()} {what}; nothing "
+            "was committed (see their own errors)."
+        )
 
 
 def _remove_step(directory: str, step: int) -> None:
@@ -361,8 +371,10 @@ def _dumps(record: dict) -> str:
         "\n}\n")
 
 
-def _commit(directory, step, record, keep, newest_ns) -> str:
+def _commit(directory, step, record, keep) -> str:
+    """Writes the record, then removes old checkpoints and stale temporary files."""
     json_path = checkpoint_path(directory, step)
+    newest_ns = os.stat(os.path.join(directory, record["files"][0]["name"])).st_mtime_ns
     text = _dumps(record)
     _write_atomic(json_path, lambda f: f.write(text.encode("utf-8")))
     _fsync_dir(directory)
@@ -439,33 +451,51 @@ def save_checkpoint(
     except (TypeError, ValueError) as e:
         raise TypeError(f"save_checkpoint: `metadata` is not JSON-serialisable: {e}") from e
     manifest, plans = _plan(tree, step)
-    collective = any(_is_global(arr) for arr, *_ in plans)
-    me = jax.process_index() if collective else 0
-    members = _members_of(me, plans, step)
-    if not collective:
+    if not any(_is_global(arr) for arr, *_ in plans):
+        members = _members_of(0, plans, step)
         files = [_write_arrays(os.path.join(directory, _array_name(step, None)), members)]
-        file_of = {0: 0}
-    else:
-        mine = None
-        if members:
-            mine = _write_arrays(os.path.join(directory, _array_name(step, me)), members)
-            _fsync_dir(directory)
-        files, file_of = _gathered_files(step, _exchange(mine), plans)
+        record = _record(step, files, {0: 0}, manifest, plans, metadata)
+        return _commit(directory, step, record, keep)
+    return _save_collective(directory, step, manifest, plans, metadata, keep)
+
+
+def _record(step, files, file_of, manifest, plans, metadata) -> dict:
     for entry, (_, _, chunks, _) in zip(manifest, plans, strict=True):
         entry["chunks"] = [
             {"file": file_of[owner], "start": list(start), "stop": list(stop)}
             for start, stop, owner, _ in chunks
         ]
-    record = {"format": FORMAT, "step": step, "files": files, "leaves": manifest,
-              "metadata": metadata}
-    json_path = checkpoint_path(directory, step)
-    if me == 0:
-        newest = os.stat(os.path.join(directory, files[0]["name"])).st_mtime_ns
-        json_path = _commit(directory, step, record, keep, newest)
-    if collective:
-        from jax.experimental import multihost_utils
+    return {"format": FORMAT, "step": step, "files": files, "leaves": manifest,
+            "metadata": metadata}
 
-        multihost_utils.sync_global_devices(f"convjax.train.checkpoint step {step}")
+
+def _save_collective(directory, step, manifest, plans, metadata, keep) -> str:
+    """Each process writes its shards; process 0 commits; every process sees the outcome."""
+    me, mine, error = jax.process_index(), None, None
+    try:
+        members = _members_of(me, plans, step)
+        if members:
+            mine = _write_arrays(os.path.join(directory, _array_name(step, me)), members)
+            _fsync_dir(directory)
+    except Exception as e:  # re-raised below, after telling the other processes
+        error = e
+    if error is not None:
+        with contextlib.suppress(RuntimeError):  # the others raise; this one raises its own
+            _exchange(None, failed=True)
+        raise error
+    gathered = _exchange(mine, failed=False)
+    files, file_of = _gathered_files(step, gathered, plans)
+    json_path, error = checkpoint_path(directory, step), None
+    if me == 0:
+        try:
+            _commit(directory, step, _record(step, files, file_of, manifest, plans, metadata),
+                    keep)
+        except Exception as e:  # re-raised below, after telling the other processes
+            error = e
+    status = _allgather(np.array([error is not None], np.uint8))
+    if error is not None:
+        raise error
+    _raise_if_failed(status.reshape(-1) == 1, "could not commit the record")
     return json_path
 
 
@@ -730,7 +760,7 @@ def metadata_field(path: str, metadata: dict, name: str, kind: type, *, minimum=
     if not ok:
         raise _malformed(path, f"metadata field `{name}` must be {kind.__name__}, got "
                                f"{_short(value)}")
-    if minimum is not None and value < minimum:
+    if minimum is not None and kind in (int, float) and value < minimum:
         raise _malformed(path, f"metadata field `{name}` must be >= {minimum}, got {value}")
     return value
 
