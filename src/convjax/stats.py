@@ -75,8 +75,10 @@ def _elementwise(fn: str, scalar_fn, *arrays):
         arrs = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in arrays))
     except (TypeError, ValueError) as e:
         raise TypeError(f"{fn}: arguments must be real numbers or arrays of them ({e}).") from None
-    out = np.array([scalar_fn(*vals) for vals in zip(*(a.ravel() for a in arrs), strict=True)],
-                   dtype=np.float64).reshape(arrs[0].shape)
+    out = np.array(
+        [scalar_fn(*vals) for vals in zip(*(a.ravel() for a in arrs), strict=True)],
+        dtype=np.float64,
+    ).reshape(arrs[0].shape)
     return float(out) if out.ndim == 0 else out
 
 
@@ -119,12 +121,17 @@ def norm_cdf(x):
 def _norm_ppf1(p: float) -> float:
     if p <= 0.0 or p >= 1.0:
         return -math.inf if p <= 0.0 else math.inf
+    if p == 0.5:
+        return 0.0
     q = min(p, 1.0 - p)  # exact for p >= 1/2 (Sterbenz)
     # Abramowitz & Stegun 26.2.23 (absolute error < 4.5e-4), then Halley steps on
     # Phi(x) = q, each roughly cubing the relative error.
     r = math.sqrt(-2.0 * math.log(q))
-    x = -(r - (2.515517 + 0.802853 * r + 0.010328 * r * r)
-          / (1.0 + 1.432788 * r + 0.189269 * r * r + 0.001308 * r ** 3))
+    x = -(
+        r
+        - (2.515517 + 0.802853 * r + 0.010328 * r * r)
+        / (1.0 + 1.432788 * r + 0.189269 * r * r + 0.001308 * r**3)
+    )
     for _ in range(4):
         pdf = math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
         err = 0.5 * math.erfc(-x / math.sqrt(2.0)) - q
@@ -165,8 +172,10 @@ def _betacf(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > tiny else tiny)
     h = d
     for m in range(1, 100_000):
-        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for aa in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + aa * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + aa / c
@@ -194,8 +203,11 @@ def _betainc(a: float, b: float, x: float, y: float) -> float:
     """Regularized incomplete beta ``I_x(a, b)``; ``y = 1 - x`` passed in exactly."""
     if x <= 0.0 or y <= 0.0:
         return 0.0 if x <= 0.0 else 1.0
-    log_beta = (_log_gamma_ratio(a, b) - math.lgamma(b) if a >= b
-                else _log_gamma_ratio(b, a) - math.lgamma(a))
+    log_beta = (
+        _log_gamma_ratio(a, b) - math.lgamma(b)
+        if a >= b
+        else _log_gamma_ratio(b, a) - math.lgamma(a)
+    )
     log_x = math.log1p(-y) if y < 0.5 else math.log(x)
     log_y = math.log1p(-x) if x < 0.5 else math.log(y)
     log_front = log_beta + a * log_x + b * log_y
@@ -244,7 +256,11 @@ def t_cdf(x, df):
 
 
 def _t_log_pdf(t: float, df: float) -> float:
-    return (_log_gamma_ratio(0.5 * df, 0.5) - 0.5 * math.log(df * math.pi) - 0.5 * (df + 1.0) * math.log1p(t * t / df))
+    return (
+        _log_gamma_ratio(0.5 * df, 0.5)
+        - 0.5 * math.log(df * math.pi)
+        - 0.5 * (df + 1.0) * math.log1p(t * t / df)
+    )
 
 
 def _t_isf_pos(q: float, df: float) -> float:
@@ -255,9 +271,9 @@ def _t_isf_pos(q: float, df: float) -> float:
     if df == 2.0:
         return (1.0 - 2.0 * q) / math.sqrt(2.0 * q * (1.0 - q))
     z = -_norm_ppf1(q)  # Cornish-Fisher start (Abramowitz & Stegun 26.7.5)
-    g1 = (z ** 3 + z) / 4.0
-    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96.0
-    t = z + g1 / df + g2 / df ** 2
+    g1 = (z**3 + z) / 4.0
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96.0
+    t = z + g1 / df + g2 / df**2
     t = t if math.isfinite(t) and t > 0 else z
     lo, hi = 0.0, math.inf
     for _ in range(300):
@@ -270,8 +286,9 @@ def _t_isf_pos(q: float, df: float) -> float:
         step = (math.log(s) - math.log(q)) / slope if slope > 0 else math.inf
         new = t * math.exp(max(-30.0, min(30.0, step)))
         if not lo < new < hi:
-            new = 2.0 * t if math.isinf(hi) else (0.5 * (lo + hi) if lo == 0 else
-                                                  math.sqrt(lo * hi))
+            new = (
+                2.0 * t if math.isinf(hi) else (0.5 * (lo + hi) if lo == 0 else math.sqrt(lo * hi))
+            )
         if abs(new - t) <= 4e-16 * t:
             return new
         t = new
@@ -384,8 +401,9 @@ class Interval(NamedTuple):
 
     def as_dict(self) -> dict:
         """The fields as a dict of Python scalars or lists (for ``metrics.json``)."""
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v)
-                for k, v in self._asdict().items()}
+        return {
+            k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self._asdict().items()
+        }
 
 
 def _format_estimate(iv: Interval, fmt: str) -> str:
@@ -415,11 +433,19 @@ def _make_interval(estimate, low, high, level, method, n, n_censored, up, down) 
     up, down = np.asarray(up, bool), np.asarray(down, bool)
     low = np.where(down, -np.inf, np.asarray(low, np.float64))
     high = np.where(up, np.inf, np.asarray(high, np.float64))
-    censoring = np.where(up & down, "unbounded",
-                         np.where(up, "at_least", np.where(down, "at_most", "none")))
-    return Interval(_scalar(np.asarray(estimate, np.float64)), _scalar(low), _scalar(high),
-                    float(level), method, int(n), _scalar(np.asarray(n_censored)),
-                    _scalar(censoring.astype(object)))
+    censoring = np.where(
+        up & down, "unbounded", np.where(up, "at_least", np.where(down, "at_most", "none"))
+    )
+    return Interval(
+        _scalar(np.asarray(estimate, np.float64)),
+        _scalar(low),
+        _scalar(high),
+        float(level),
+        method,
+        int(n),
+        _scalar(np.asarray(n_censored)),
+        _scalar(censoring.astype(object)),
+    )
 
 
 def _stack(intervals: list[Interval], shape: tuple) -> Interval:
@@ -431,9 +457,16 @@ def _stack(intervals: list[Interval], shape: tuple) -> Interval:
         return np.array([getattr(iv, name) for iv in intervals], dtype=dtype).reshape(shape)
 
     first = intervals[0]
-    return Interval(field("estimate", np.float64), field("low", np.float64),
-                    field("high", np.float64), first.level, first.method, first.n,
-                    field("n_censored", np.int64), field("censoring", object))
+    return Interval(
+        field("estimate", np.float64),
+        field("low", np.float64),
+        field("high", np.float64),
+        first.level,
+        first.method,
+        first.n,
+        field("n_censored", np.int64),
+        field("censoring", object),
+    )
 
 
 # ---- argument checks ------------------------------------------------------------------------
@@ -556,8 +589,9 @@ def mean_interval(values, *, level: float = 0.95, censored=None) -> Interval:
     return _t_interval(x, level, "t", c.sum(axis=0), c.any(axis=0), False)
 
 
-def difference_interval(a, b, *, paired: bool, level: float = 0.95, censored_a=None,
-                        censored_b=None) -> Interval:
+def difference_interval(
+    a, b, *, paired: bool, level: float = 0.95, censored_a=None, censored_b=None
+) -> Interval:
     """Interval on ``mean(a) - mean(b)``: paired t (arms share seeds) or Welch.
 
     With ``paired=True`` value ``i`` of both arms comes from the same seed (same data,
@@ -587,27 +621,40 @@ def difference_interval(a, b, *, paired: bool, level: float = 0.95, censored_a=N
     fn = "difference_interval"
     x, y = _values(fn, "a", a), _values(fn, "b", b)
     level = _level(fn, level)
-    ca, cb = _flags(fn, "censored_a", censored_a, x.shape), _flags(fn, "censored_b",
-                                                                   censored_b, y.shape)
+    ca, cb = (
+        _flags(fn, "censored_a", censored_a, x.shape),
+        _flags(fn, "censored_b", censored_b, y.shape),
+    )
     if paired:
         _same_n(fn, x, y)
-        return _t_interval(x - y, level, "paired t", (ca | cb).sum(axis=0),
-                           ca.any(axis=0), cb.any(axis=0))
+        return _t_interval(
+            x - y, level, "paired t", (ca | cb).sum(axis=0), ca.any(axis=0), cb.any(axis=0)
+        )
     if x.shape[1:] != y.shape[1:]:
         raise ValueError(f"{fn}: `a` {x.shape} and `b` {y.shape} differ beyond axis 0.")
     va, vb = x.var(axis=0, ddof=1) / x.shape[0], y.var(axis=0, ddof=1) / y.shape[0]
     se = np.sqrt(va + vb)
     with np.errstate(invalid="ignore", divide="ignore"):
-        df = (va + vb) ** 2 / (va ** 2 / (x.shape[0] - 1) + vb ** 2 / (y.shape[0] - 1))
+        df = (va + vb) ** 2 / (va**2 / (x.shape[0] - 1) + vb**2 / (y.shape[0] - 1))
     df = np.where(np.isfinite(df), df, x.shape[0] + y.shape[0] - 2)  # zero variances
     m = x.mean(axis=0) - y.mean(axis=0)
     h = np.asarray(t_ppf(0.5 + 0.5 * level, df)) * se
-    return _make_interval(m, m - h, m + h, level, "welch", min(x.shape[0], y.shape[0]),
-                          ca.sum(axis=0) + cb.sum(axis=0), ca.any(axis=0), cb.any(axis=0))
+    return _make_interval(
+        m,
+        m - h,
+        m + h,
+        level,
+        "welch",
+        min(x.shape[0], y.shape[0]),
+        ca.sum(axis=0) + cb.sum(axis=0),
+        ca.any(axis=0),
+        cb.any(axis=0),
+    )
 
 
-def paired_ratio_interval(a, b, *, level: float = 0.95, censored_a=None,
-                          censored_b=None) -> Interval:
+def paired_ratio_interval(
+    a, b, *, level: float = 0.95, censored_a=None, censored_b=None
+) -> Interval:
     """Geometric mean of per-seed ratios ``a_i / b_i``, with the t-interval of the log
     ratios mapped back by ``exp``.
 
@@ -638,17 +685,27 @@ def paired_ratio_interval(a, b, *, level: float = 0.95, censored_a=None,
     _same_n(fn, x, y)
     _positive(fn, "a", x)
     _positive(fn, "b", y)
-    ca, cb = _flags(fn, "censored_a", censored_a, x.shape), _flags(fn, "censored_b",
-                                                                   censored_b, y.shape)
-    log_iv = _t_interval(np.log(x) - np.log(y), level, "paired t on log ratios", 0, False,
-                         False)
-    return _make_interval(np.exp(log_iv.estimate), np.exp(log_iv.low), np.exp(log_iv.high),
-                          level, log_iv.method, log_iv.n, (ca | cb).sum(axis=0),
-                          ca.any(axis=0), cb.any(axis=0))
+    ca, cb = (
+        _flags(fn, "censored_a", censored_a, x.shape),
+        _flags(fn, "censored_b", censored_b, y.shape),
+    )
+    log_iv = _t_interval(np.log(x) - np.log(y), level, "paired t on log ratios", 0, False, False)
+    return _make_interval(
+        np.exp(log_iv.estimate),
+        np.exp(log_iv.low),
+        np.exp(log_iv.high),
+        level,
+        log_iv.method,
+        log_iv.n,
+        (ca | cb).sum(axis=0),
+        ca.any(axis=0),
+        cb.any(axis=0),
+    )
 
 
-def proportion_interval(successes, *, level: float = 0.95,
-                        method: str = "clopper-pearson") -> Interval:
+def proportion_interval(
+    successes, *, level: float = 0.95, method: str = "clopper-pearson"
+) -> Interval:
     """Interval for a fraction of seeds (e.g. the fraction whose units localise).
 
     Args:
@@ -674,8 +731,10 @@ def proportion_interval(successes, *, level: float = 0.95,
     level = _level(fn, level)
     method = _choice(fn, "method", method, ("clopper-pearson", "wilson"))
     if x.ndim != 1 or not np.all((x == 0) | (x == 1)):
-        raise ValueError(f"{fn}: `successes` must be a 1-D array of 0/1 or booleans, got "
-                         f"shape {x.shape} with values {np.unique(x)[:4]}.")
+        raise ValueError(
+            f"{fn}: `successes` must be a 1-D array of 0/1 or booleans, got "
+            f"shape {x.shape} with values {np.unique(x)[:4]}."
+        )
     n, k = x.shape[0], int(x.sum())
     alpha = 1.0 - level
     if method == "clopper-pearson":
@@ -700,8 +759,9 @@ def _call(fn: str, statistic, arrays, shape: tuple) -> np.ndarray:
             f"{arrays[0].shape} -> {shape}), got output shape {out.shape}."
         )
     if not np.all(np.isfinite(out)):
-        raise ValueError(f"{fn}: `statistic` gave non-finite values (e.g. a zero denominator "
-                         "in a resample).")
+        raise ValueError(
+            f"{fn}: `statistic` gave non-finite values (e.g. a zero denominator in a resample)."
+        )
     return out
 
 
@@ -713,13 +773,15 @@ def _acceleration(fn, statistic, samples, paired) -> float:
     for k in groups:
         n = samples[0].shape[0] if paired else samples[k].shape[0]
         keep = np.array([np.delete(np.arange(n), i) for i in range(n)])  # (n, n-1)
-        args = [s[keep] if (paired or j == k) else np.broadcast_to(s, (n, s.shape[0]))
-                for j, s in enumerate(samples)]
+        args = [
+            s[keep] if (paired or j == k) else np.broadcast_to(s, (n, s.shape[0]))
+            for j, s in enumerate(samples)
+        ]
         jack = _call(fn, statistic, args, (n,))
         u = (n - 1) * (jack.mean() - jack)
-        num += np.sum(u ** 3) / n ** 3
-        den += np.sum(u ** 2) / n ** 2
-    return 0.0 if den == 0 else float(num / (6.0 * den ** 1.5))
+        num += np.sum(u**3) / n**3
+        den += np.sum(u**2) / n**2
+    return 0.0 if den == 0 else float(num / (6.0 * den**1.5))
 
 
 def _levels(fn, statistic, samples, theta, boots, *, paired, level, method, expand):
@@ -727,8 +789,9 @@ def _levels(fn, statistic, samples, theta, boots, *, paired, level, method, expa
     alpha = (1.0 - level) / 2.0
     n = min(s.shape[0] for s in samples)
     if expand:  # Hesterberg's small-sample expansion: z -> sqrt(n/(n-1)) t_{n-1}
-        z = math.sqrt(n / (n - 1.0)) * np.array([_t_ppf1(alpha, n - 1.0),
-                                                 _t_ppf1(1 - alpha, n - 1.0)])
+        z = math.sqrt(n / (n - 1.0)) * np.array(
+            [_t_ppf1(alpha, n - 1.0), _t_ppf1(1 - alpha, n - 1.0)]
+        )
     else:
         z = np.array([_norm_ppf1(alpha), _norm_ppf1(1 - alpha)])
     if method == "percentile":
@@ -755,8 +818,17 @@ def _bootstrap(fn, statistic, samples, *, paired, level, n_boot, seed, method, e
     boots = _call(fn, statistic, resampled, (n_boot,))
     if np.all(boots == theta):
         return theta, theta, theta
-    probs = _levels(fn, statistic, samples, theta, boots, paired=paired, level=level,
-                    method=method, expand=expand)
+    probs = _levels(
+        fn,
+        statistic,
+        samples,
+        theta,
+        boots,
+        paired=paired,
+        level=level,
+        method=method,
+        expand=expand,
+    )
     low, high = np.quantile(boots, probs)
     return theta, float(low), float(high)
 
@@ -767,11 +839,15 @@ def _samples(fn, samples, paired) -> list[np.ndarray]:
     out = [_values(fn, f"samples[{i}]", s) for i, s in enumerate(samples)]
     for i, s in enumerate(out):
         if s.shape[1:] != out[0].shape[1:]:
-            raise ValueError(f"{fn}: `samples[{i}]` has shape {s.shape}, which differs from "
-                             f"`samples[0]` {out[0].shape} beyond axis 0.")
+            raise ValueError(
+                f"{fn}: `samples[{i}]` has shape {s.shape}, which differs from "
+                f"`samples[0]` {out[0].shape} beyond axis 0."
+            )
         if paired and s.shape[0] != out[0].shape[0]:
-            raise ValueError(f"{fn}: paired samples need the same number of seeds, got "
-                             f"{out[0].shape[0]} and {s.shape[0]} (`samples[{i}]`).")
+            raise ValueError(
+                f"{fn}: paired samples need the same number of seeds, got "
+                f"{out[0].shape[0]} and {s.shape[0]} (`samples[{i}]`)."
+            )
     return out
 
 
@@ -781,25 +857,39 @@ def _censor_sets(fn, censored, monotone, samples) -> tuple[list[np.ndarray], lis
     if len(samples) == 1 and np.shape(censored) == samples[0].shape:
         censored = (censored,)  # one sample: one flag array
     if not isinstance(censored, (tuple, list)) or len(censored) != len(samples):
-        raise ValueError(f"{fn}: `censored` must hold one flag array (or None) per sample, "
-                         f"{len(samples)} in all.")
-    flags = [_flags(fn, f"censored[{i}]", c, s.shape)
-             for i, (c, s) in enumerate(zip(censored, samples, strict=True))]
+        raise ValueError(
+            f"{fn}: `censored` must hold one flag array (or None) per sample, "
+            f"{len(samples)} in all."
+        )
+    flags = [
+        _flags(fn, f"censored[{i}]", c, s.shape)
+        for i, (c, s) in enumerate(zip(censored, samples, strict=True))
+    ]
     if monotone is None:
         if any(f.any() for f in flags):
-            raise ValueError(f"{fn}: with censored values give `monotone`, one +1 or -1 per "
-                             "sample: does the statistic rise (+1) or fall (-1) as that "
-                             "sample's values rise?")
+            raise ValueError(
+                f"{fn}: with censored values give `monotone`, one +1 or -1 per "
+                "sample: does the statistic rise (+1) or fall (-1) as that "
+                "sample's values rise?"
+            )
         monotone = [1] * len(samples)
     if len(monotone) != len(samples) or any(m not in (1, -1) for m in monotone):
         raise ValueError(f"{fn}: `monotone` must hold +1 or -1 per sample, got {monotone!r}.")
     return flags, list(monotone)
 
 
-def bootstrap_interval(statistic: Callable, *samples, paired: bool = False,
-                       level: float = 0.95, n_boot: int = 10_000, seed: int = 0,
-                       method: str = "bca", expand: bool = True, censored=None,
-                       monotone: Sequence[int] | None = None) -> Interval:
+def bootstrap_interval(
+    statistic: Callable,
+    *samples,
+    paired: bool = False,
+    level: float = 0.95,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    method: str = "bca",
+    expand: bool = True,
+    censored=None,
+    monotone: Sequence[int] | None = None,
+) -> Interval:
     """Bootstrap interval for any statistic of one or more samples over seeds.
 
     Resamples seeds with replacement ``n_boot`` times from ``numpy.random.default_rng(
@@ -855,8 +945,9 @@ def bootstrap_interval(statistic: Callable, *samples, paired: bool = False,
     n_boot, seed = _int(fn, "n_boot", n_boot, 100), _int(fn, "seed", seed, 0)
     method = _choice(fn, "method", method, ("bca", "percentile"))
     flags, monotone = _censor_sets(fn, censored, monotone, xs)
-    kw = dict(paired=paired, level=level, n_boot=n_boot, seed=seed, method=method,
-              expand=bool(expand))
+    kw = dict(
+        paired=paired, level=level, n_boot=n_boot, seed=seed, method=method, expand=bool(expand)
+    )
     trailing = xs[0].shape[1:]
     per_element = []
     for index in np.ndindex(*trailing):
@@ -865,14 +956,25 @@ def bootstrap_interval(statistic: Callable, *samples, paired: bool = False,
         fl = [f[(slice(None),) + index] for f in flags]
         up = any(f.any() for f, m in zip(fl, monotone, strict=True) if m == 1)
         down = any(f.any() for f, m in zip(fl, monotone, strict=True) if m == -1)
-        per_element.append(_make_interval(
-            est, low, high, level, method + ("+expanded" if expand else ""),
-            min(c.shape[0] for c in cols), sum(int(f.sum()) for f in fl), up, down))
+        per_element.append(
+            _make_interval(
+                est,
+                low,
+                high,
+                level,
+                method + ("+expanded" if expand else ""),
+                min(c.shape[0] for c in cols),
+                sum(int(f.sum()) for f in fl),
+                up,
+                down,
+            )
+        )
     return _stack(per_element, trailing)
 
 
-def median_interval(values, *, level: float = 0.95, censored=None, n_boot: int = 10_000,
-                    seed: int = 0) -> Interval:
+def median_interval(
+    values, *, level: float = 0.95, censored=None, n_boot: int = 10_000, seed: int = 0
+) -> Interval:
     """Expanded-BCa interval for the median over seeds (see :func:`bootstrap_interval`).
 
     Censoring: the median is robust to it. If every censored value was recorded at a
@@ -897,19 +999,29 @@ def median_interval(values, *, level: float = 0.95, censored=None, n_boot: int =
     fn = "median_interval"
     x = _values(fn, "values", values)
     c = _flags(fn, "censored", censored, x.shape)
-    iv = bootstrap_interval(lambda a: np.median(a, axis=-1), x, level=level, n_boot=n_boot,
-                            seed=seed)
+    iv = bootstrap_interval(
+        lambda a: np.median(a, axis=-1), x, level=level, n_boot=n_boot, seed=seed
+    )
     bound = np.where(c, x, np.inf).min(axis=0)  # the smallest censored value (inf: none)
     exact_est = np.asarray(iv.estimate) < bound
     exact_high = np.asarray(iv.high) < bound
     n_cens = c.sum(axis=0)
-    return _make_interval(iv.estimate, iv.low, iv.high, iv.level, iv.method, iv.n, n_cens,
-                          ~exact_est, False)._replace(
-        high=_scalar(np.where(exact_high, iv.high, np.inf)))
+    return _make_interval(
+        iv.estimate, iv.low, iv.high, iv.level, iv.method, iv.n, n_cens, ~exact_est, False
+    )._replace(high=_scalar(np.where(exact_high, iv.high, np.inf)))
 
 
-def ratio_interval(a, b, *, paired: bool, level: float = 0.95, censored_a=None,
-                   censored_b=None, n_boot: int = 10_000, seed: int = 0) -> Interval:
+def ratio_interval(
+    a,
+    b,
+    *,
+    paired: bool,
+    level: float = 0.95,
+    censored_a=None,
+    censored_b=None,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> Interval:
     """Expanded-BCa interval for the ratio of means ``mean(a) / mean(b)``.
 
     E.g. the ratio of two arms' sample needs. With ``paired=True`` (arms share seeds)
@@ -937,11 +1049,21 @@ def ratio_interval(a, b, *, paired: bool, level: float = 0.95, censored_a=None,
     _positive(fn, "b", y)
     if paired:
         _same_n(fn, x, y)
-    ca, cb = _flags(fn, "censored_a", censored_a, x.shape), _flags(fn, "censored_b",
-                                                                   censored_b, y.shape)
-    return bootstrap_interval(lambda u, v: u.mean(-1) / v.mean(-1), x, y, paired=paired,
-                              level=level, n_boot=n_boot, seed=seed, censored=(ca, cb),
-                              monotone=(1, -1))
+    ca, cb = (
+        _flags(fn, "censored_a", censored_a, x.shape),
+        _flags(fn, "censored_b", censored_b, y.shape),
+    )
+    return bootstrap_interval(
+        lambda u, v: u.mean(-1) / v.mean(-1),
+        x,
+        y,
+        paired=paired,
+        level=level,
+        n_boot=n_boot,
+        seed=seed,
+        censored=(ca, cb),
+        monotone=(1, -1),
+    )
 
 
 # ---- claims -------------------------------------------------------------------------------
@@ -995,18 +1117,25 @@ class Claim:
         fn = "Claim"
         for field in ("name", "quantity"):
             if not isinstance(getattr(self, field), str) or not getattr(self, field):
-                raise TypeError(f"{fn}: `{field}` must be a non-empty string, got "
-                                f"{getattr(self, field)!r}.")
+                raise TypeError(
+                    f"{fn}: `{field}` must be a non-empty string, got {getattr(self, field)!r}."
+                )
         _choice(fn, "statistic", self.statistic, STATISTICS)
         _choice(fn, "direction", self.direction, DIRECTIONS)
-        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real)
-                or not math.isfinite(self.threshold)):
-            raise TypeError(f"{fn}: `threshold` must be a finite real number, got "
-                            f"{self.threshold!r}.")
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, numbers.Real)
+            or not math.isfinite(self.threshold)
+        ):
+            raise TypeError(
+                f"{fn}: `threshold` must be a finite real number, got {self.threshold!r}."
+            )
         two = self.statistic in _TWO_SAMPLE
         if two and not (isinstance(self.against, str) and self.against):
-            raise ValueError(f"{fn}: statistic {self.statistic!r} compares two arms; say what "
-                             f"the second arm is in `against`, got {self.against!r}.")
+            raise ValueError(
+                f"{fn}: statistic {self.statistic!r} compares two arms; say what "
+                f"the second arm is in `against`, got {self.against!r}."
+            )
         if not two and self.against is not None and not isinstance(self.against, str):
             raise TypeError(f"{fn}: `against` must be a string or None, got {self.against!r}.")
         if self.statistic == "paired_ratio" and not self.paired:
@@ -1034,8 +1163,11 @@ class Verdict(NamedTuple):
 
     def as_dict(self) -> dict:
         """The claim's fields, the interval's fields and the verdict, for JSON."""
-        return {"claim": dataclasses.asdict(self.claim), "interval": self.interval.as_dict(),
-                "verdict": self.verdict}
+        return {
+            "claim": dataclasses.asdict(self.claim),
+            "interval": self.interval.as_dict(),
+            "verdict": self.verdict,
+        }
 
 
 def _decide(direction: str, threshold: float, low: float, high: float) -> str:
@@ -1045,8 +1177,9 @@ def _decide(direction: str, threshold: float, low: float, high: float) -> str:
     return "holds" if above else "fails" if below else "undecided"
 
 
-def evaluate(claim: Claim, values, baseline=None, *, censored=None,
-             baseline_censored=None) -> Verdict:
+def evaluate(
+    claim: Claim, values, baseline=None, *, censored=None, baseline_censored=None
+) -> Verdict:
     """Evaluates ``claim`` on per-seed ``values`` (and ``baseline`` for two-arm ones).
 
     Args:
@@ -1076,11 +1209,15 @@ def evaluate(claim: Claim, values, baseline=None, *, censored=None,
         raise TypeError(f"{fn}: `claim` must be a Claim, got {type(claim).__name__}.")
     two = claim.statistic in _TWO_SAMPLE
     if two != (baseline is not None):
-        raise ValueError(f"{fn}: statistic {claim.statistic!r} "
-                         + ("needs `baseline` values." if two else "takes no `baseline`."))
+        raise ValueError(
+            f"{fn}: statistic {claim.statistic!r} "
+            + ("needs `baseline` values." if two else "takes no `baseline`.")
+        )
     if np.ndim(values) != 1 or (two and np.ndim(baseline) != 1):
-        raise ValueError(f"{fn}: `values` and `baseline` must be 1-D (one value per seed), "
-                         f"got shapes {np.shape(values)} and {np.shape(baseline)}.")
+        raise ValueError(
+            f"{fn}: `values` and `baseline` must be 1-D (one value per seed), "
+            f"got shapes {np.shape(values)} and {np.shape(baseline)}."
+        )
     s, lv, boot = claim.statistic, claim.level, dict(n_boot=claim.n_boot, seed=claim.seed)
     if s == "proportion":
         if censored is not None:
@@ -1128,15 +1265,32 @@ def claims_table(verdicts: Sequence[Verdict], *, fmt: str = ".3g") -> str:
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
-    lines = [f"| claim | quantity | statistic | n | estimate | {head} | rule | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| claim | quantity | statistic | n | estimate | {head} | rule | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for v in verdicts:
         iv, c = v.interval, v.claim
-        bounds = _format_bounds(iv, fmt) + ("" if head != "interval (level)" else
-                                            f" ({iv.level:.0%})")
-        lines.append("| " + " | ".join(cell(t) for t in (
-            c.name, c.quantity, c.statistic, iv.n, _format_estimate(iv, fmt), bounds, c.rule(),
-            v.verdict)) + " |")
+        bounds = _format_bounds(iv, fmt) + (
+            "" if head != "interval (level)" else f" ({iv.level:.0%})"
+        )
+        lines.append(
+            "| "
+            + " | ".join(
+                cell(t)
+                for t in (
+                    c.name,
+                    c.quantity,
+                    c.statistic,
+                    iv.n,
+                    _format_estimate(iv, fmt),
+                    bounds,
+                    c.rule(),
+                    v.verdict,
+                )
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -1175,11 +1329,15 @@ def _hyper_leaves(fn: str, hyper) -> list[np.ndarray]:
     try:
         leaf = np.asarray(hyper)
     except (TypeError, ValueError):
-        raise TypeError(f"{fn}: `hyper` must be an array (n_runs, ...) or a dict of them, "
-                        f"got {type(hyper).__name__}.") from None
+        raise TypeError(
+            f"{fn}: `hyper` must be an array (n_runs, ...) or a dict of them, "
+            f"got {type(hyper).__name__}."
+        ) from None
     if leaf.dtype == object or leaf.ndim == 0:
-        raise ValueError(f"{fn}: every hyperparameter must be an array with a runs axis "
-                         f"(n_runs, ...), got shape {leaf.shape} of dtype {leaf.dtype}.")
+        raise ValueError(
+            f"{fn}: every hyperparameter must be an array with a runs axis "
+            f"(n_runs, ...), got shape {leaf.shape} of dtype {leaf.dtype}."
+        )
     return [leaf]
 
 
@@ -1212,8 +1370,10 @@ def group_runs(hyper) -> dict:
         raise ValueError(f"{fn}: `hyper` has no arrays.")
     n_runs = leaves[0].shape[0]
     if any(leaf.shape[0] != n_runs for leaf in leaves):
-        raise ValueError(f"{fn}: every hyperparameter needs the same number of runs, got "
-                         f"leading sizes {[leaf.shape[0] for leaf in leaves]}.")
+        raise ValueError(
+            f"{fn}: every hyperparameter needs the same number of runs, got "
+            f"leading sizes {[leaf.shape[0] for leaf in leaves]}."
+        )
     groups: dict = {}
     for r in range(n_runs):
         parts = [_key(leaf[r]) for leaf in leaves]
@@ -1221,9 +1381,16 @@ def group_runs(hyper) -> dict:
     return {k: np.asarray(groups[k], dtype=np.int64) for k in sorted(groups)}
 
 
-def summarize(values, groups: Mapping | None = None, *, statistic: str = "mean",
-              level: float = 0.95, censored=None, n_boot: int = 10_000,
-              seed: int = 0) -> Interval | dict:
+def summarize(
+    values,
+    groups: Mapping | None = None,
+    *,
+    statistic: str = "mean",
+    level: float = 0.95,
+    censored=None,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> Interval | dict:
     """The statistic and its interval over runs, per group of runs.
 
     Args:
@@ -1256,24 +1423,32 @@ def summarize(values, groups: Mapping | None = None, *, statistic: str = "mean",
         if statistic == "mean":
             return mean_interval(x[idx], level=level, censored=c[idx])
         if statistic == "median":
-            return median_interval(x[idx], level=level, censored=c[idx], n_boot=n_boot,
-                                   seed=seed)
+            return median_interval(x[idx], level=level, censored=c[idx], n_boot=n_boot, seed=seed)
         return proportion_interval(x[idx], level=level)
 
     if groups is None:
         return one(np.arange(x.shape[0]))
     if not isinstance(groups, Mapping):
-        raise TypeError(f"{fn}: `groups` must be a mapping {{key: run indices}} (see "
-                        f"group_runs), got {type(groups).__name__}.")
+        raise TypeError(
+            f"{fn}: `groups` must be a mapping {{key: run indices}} (see "
+            f"group_runs), got {type(groups).__name__}."
+        )
     out = {}
     for key, idx in groups.items():
         idx = np.asarray(idx)
-        if idx.ndim != 1 or idx.dtype.kind not in "iu" or np.any(idx < 0) or np.any(
-                idx >= x.shape[0]):
-            raise ValueError(f"{fn}: group {key!r} must hold run indices in [0, {x.shape[0]}), "
-                             f"got {idx.tolist()}.")
+        if (
+            idx.ndim != 1
+            or idx.dtype.kind not in "iu"
+            or np.any(idx < 0)
+            or np.any(idx >= x.shape[0])
+        ):
+            raise ValueError(
+                f"{fn}: group {key!r} must hold run indices in [0, {x.shape[0]}), "
+                f"got {idx.tolist()}."
+            )
         if idx.shape[0] < 2 and statistic != "proportion":
-            raise ValueError(f"{fn}: group {key!r} has {idx.shape[0]} run; an interval needs "
-                             "at least 2.")
+            raise ValueError(
+                f"{fn}: group {key!r} has {idx.shape[0]} run; an interval needs at least 2."
+            )
         out[key] = one(idx)
     return out
