@@ -12,18 +12,60 @@ Public API:
   (sums copies), the nearest filter (averages copies), the locally connected view.
 """
 
-from convjax import data, measures, nn, stats, train
-from convjax.conv import conv1d
-from convjax.geometry import ConvOptions, Geometry, conv_options
-from convjax.local import locally_connected1d
-from convjax.signal import convolve, correlate
-from convjax.tying import (
-    DEFAULT_MAX_BYTES,
-    ConvStructure,
-    conv_matrix,
-    conv_matrix_sparse,
-    conv_structure,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+#: Where each public name lives. ``import convjax`` loads none of these modules: a
+#: name is imported from its module on first access (PEP 562), so the import adds
+#: almost nothing to ``import jax, optax`` (``benchmarks/import_time.py``) and a
+#: script pays only for what it uses.
+_SUBMODULES = ("data", "measures", "nn", "stats", "train")
+_NAMES = {
+    "conv1d": "convjax.conv",
+    "ConvOptions": "convjax.geometry",
+    "Geometry": "convjax.geometry",
+    "conv_options": "convjax.geometry",
+    "locally_connected1d": "convjax.local",
+    "convolve": "convjax.signal",
+    "correlate": "convjax.signal",
+    "DEFAULT_MAX_BYTES": "convjax.tying",
+    "ConvStructure": "convjax.tying",
+    "conv_matrix": "convjax.tying",
+    "conv_matrix_sparse": "convjax.tying",
+    "conv_structure": "convjax.tying",
+}
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from convjax import data, measures, nn, stats, train
+    from convjax.conv import conv1d
+    from convjax.geometry import ConvOptions, Geometry, conv_options
+    from convjax.local import locally_connected1d
+    from convjax.signal import convolve, correlate
+    from convjax.tying import (
+        DEFAULT_MAX_BYTES,
+        ConvStructure,
+        conv_matrix,
+        conv_matrix_sparse,
+        conv_structure,
+    )
+
+
+def __getattr__(name: str):
+    """Imports a public name on first access; afterwards it is a plain attribute."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"convjax.{name}")  # also sets convjax.<name>
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'convjax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 
