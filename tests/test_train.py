@@ -270,6 +270,69 @@ def test_fit_many_shared_optimizer_and_raw_keys():
     assert not np.allclose(res.params["w"][0], res.params["w"][1])  # different batches
 
 
+def per_run_data(n_runs):
+    """Each run its own dataset (different draws, same n), stacked on a runs axis."""
+    sets = [make_data(seed=10 + r) for r in range(n_runs)]
+    return jax.tree.map(lambda *a: np.stack(a), *sets), sets
+
+
+def test_fit_many_per_run_data_equals_fit_on_each_dataset():
+    n_runs = 3
+    data, sets = per_run_data(n_runs)
+    evals, eval_sets = per_run_data(n_runs)
+    keys = jax.random.split(jax.random.key(4), n_runs)
+    params = jax.tree.map(lambda a: jnp.stack([a] * n_runs), params0())
+    kw = dict(steps=5, batch_size=4, eval_every=2, eval_fn=eval_fn, progress=False)
+    res = train.fit_many(loss_fn, params, ADAM, data, keys, eval_data=evals, per_run_data=True,
+                         **kw)
+    assert res.history["eval_mse"].shape == (n_runs, 3)
+    for r in range(n_runs):
+        one = train.fit(loss_fn, params0(), ADAM, sets[r], keys[r], eval_data=eval_sets[r],
+                        **kw)
+        assert_tree_close(jax.tree.map(lambda a, r=r: a[r], res.params), one.params, 1e-10,
+                          1e-13)
+        for k in ("loss", "eval_mse"):
+            np.testing.assert_allclose(res.history[k][r], one.history[k], rtol=1e-10)
+    # Different data per run really is used: runs 0 and 1 with equal keys still differ.
+    same_keys = jnp.stack([keys[0]] * n_runs)
+    res2 = train.fit_many(loss_fn, params, ADAM, data, same_keys, per_run_data=True,
+                          steps=5, batch_size=4, progress=False)
+    assert not np.allclose(res2.params["w"][0], res2.params["w"][1])
+
+
+def test_fit_many_per_run_data_errors():
+    keys = jax.random.split(jax.random.key(0), 3)
+    params = jax.tree.map(lambda a: jnp.stack([a] * 3), params0())
+    data, _ = per_run_data(2)
+
+    def run(data, **kw):
+        train.fit_many(loss_fn, params, SGD, data, keys, steps=2, per_run_data=True,
+                       progress=False, **kw)
+
+    with pytest.raises(ValueError, match=r"fit_many: with `per_run_data=True` every leaf of "
+                       r"`data` must have a leading runs axis of size 3 \(the number of keys\), "
+                       r"leaf \['x'\] has shape \(2, 12, 3\)"):
+        run(data)
+    good, _ = per_run_data(3)
+    with pytest.raises(ValueError, match=r"fit_many: with `per_run_data=True` every leaf of "
+                       r"`eval_data` must have a leading runs axis of size 3"):
+        run(good, eval_fn=eval_fn, eval_data=make_data())
+    with pytest.raises(ValueError, match=r"fit_many: every leaf of `data` needs a leading "
+                       r"example axis after its runs axis \(per_run_data=True\), leaf \['s'\] "
+                       r"has shape \(3,\)"):
+        run({**good, "s": np.zeros(3)})
+    with pytest.raises(ValueError, match=r"fit_many: the leaves of `data` must share their "
+                       r"second \(example\) axis, got sizes \['x'\]: 12, \['y'\]: 5"):
+        run({**good, "y": good["y"][:, :5]})
+    with pytest.raises(ValueError, match=r"fit_many: `batch_size` \(13\) is larger than the "
+                       r"dataset \(12 examples\)"):
+        run(good, batch_size=13)
+    with pytest.raises(TypeError, match=r"fit_many: `per_run_data` must be True or False, got "
+                       r"'yes'"):
+        train.fit_many(loss_fn, params, SGD, good, keys, steps=2, per_run_data="yes",
+                       progress=False)
+
+
 # ---------------------------------------------------------------- non-finite
 
 
@@ -407,7 +470,7 @@ def test_bad_data_and_key():
            r"got sizes \['x'\]: 12, \['y'\]: 5",
            data=bad)
     expect(ValueError, r"fit: every leaf of `data` needs a leading example axis, leaf "
-           r"\['s'\] is a scalar", data={"s": np.float64(1.0)})
+           r"\['s'\] has shape \(\)", data={"s": np.float64(1.0)})
     expect(ValueError, r"fit: `key` must be one PRNG key: .*got key<fry> of shape \(2,\)",
            key=jax.random.split(jax.random.key(0)))
     expect(TypeError, r"fit: every leaf of `params` must be a floating array .*\['n'\] has "

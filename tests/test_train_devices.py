@@ -61,6 +61,20 @@ SCRIPT = textwrap.dedent(
                                                                           runs.history)
     out["many_data_parallel_equal"] = close(many.params, mdp.params)
 
+    # Each run its own data (per_run_data): sharded along runs with the state.
+    own = {"x": np.stack([x * (1 + r) for r in range(4)]),
+           "y": np.stack([data["y"] * (1 + r) for r in range(4)])}
+    kw_own = dict(kw, eval_data=own, per_run_data=True)
+    own_one = train.fit_many(loss_fn, params, make, own, keys, hyper=hyper, **kw_own)
+    own_runs = train.fit_many(loss_fn, params, make, own, keys, hyper=hyper, parallel="runs",
+                              **kw_own)
+    own_dp = train.fit_many(loss_fn, params, make, own, keys, hyper=hyper, parallel="data",
+                            **kw_own)
+    out["per_run_data_equal"] = (close(own_one.params, own_runs.params)
+                                 and close(own_one.history, own_runs.history)
+                                 and close(own_one.params, own_dp.params))
+    out["per_run_data_differs"] = not close(own_one.params, many.params)
+
     # The results keep the layout asked for: runs split over devices, data replicated.
     out["runs_sharding"] = sorted(
         (sh.device.id, sh.data.shape) for sh in runs.params["w"].addressable_shards
@@ -95,6 +109,7 @@ def test_four_cpu_devices_match_one_device():
     assert out["data_parallel_equal"]
     assert out["runs_parallel_equal"]
     assert out["many_data_parallel_equal"]
+    assert out["per_run_data_equal"] and out["per_run_data_differs"]
     assert out["runs_sharding"]
     assert out["data_replicated"]
     assert out["runs_error"] == (

@@ -51,8 +51,9 @@ class Settings(NamedTuple):
     has_aux: bool
     on_nonfinite: str
     factory: bool
-    batch_sharding: Any
-    state_sharding: Any
+    batch_sharding: Any = None
+    state_sharding: Any = None
+    per_run_data: bool = False
 
 
 def make_optimizer(optimizer, hyper, factory: bool):
@@ -207,7 +208,8 @@ def _jit_block(tokens, s: Settings, many: bool):
         return block(loss_fn, optimizer, eval_fn, s, state, hyper, end, data, eval_data)
 
     def run(state, hyper, end, data, eval_data):
-        fn = jax.vmap(one, in_axes=(0, 0, None, None, None)) if many else one
+        data_axis = 0 if s.per_run_data else None
+        fn = jax.vmap(one, in_axes=(0, 0, None, data_axis, data_axis)) if many else one
         state, metrics, evals = fn(state, hyper, end, data, eval_data)
         return dev.constrain(state, s.state_sharding), metrics, evals
 

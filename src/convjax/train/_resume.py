@@ -31,6 +31,7 @@ def settings_record(o: Options, s: Settings, n_runs, data, has_eval, hyper) -> d
         "on_nonfinite": s.on_nonfinite,
         "has_aux": s.has_aux,
         "has_eval": has_eval,
+        "per_run_data": o.per_run_data,
         "data": [[list(np.shape(a)), str(jnp.result_type(a))] for a in jax.tree.leaves(data)],
         "hyper": jax.tree.map(lambda x: np.asarray(x).tolist(), hyper) if hyper is not None
         else None,

@@ -41,11 +41,12 @@ class Options(NamedTuple):
     checkpoint_every: int | None
     keep_checkpoints: int | None
     resume: bool
+    per_run_data: bool = False
 
 
 def options(fn, many, *, steps, eval_every, batch_size, has_aux, on_nonfinite, progress,
             parallel, devices, checkpoint_dir, checkpoint_every, keep_checkpoints,
-            resume) -> Options:
+            resume, per_run_data=False) -> Options:
     """Checks the keyword settings that need no array and returns them normalised."""
     steps = _checks.as_positive_int(fn, "steps", steps)
     if eval_every is None:
@@ -65,9 +66,13 @@ def options(fn, many, *, steps, eval_every, batch_size, has_aux, on_nonfinite, p
     )
     if keep_checkpoints is not None:
         keep_checkpoints = _checks.as_positive_int(fn, "keep_checkpoints", keep_checkpoints)
+    if not isinstance(per_run_data, (bool, np.bool_)):
+        raise TypeError(
+            f"{fn}: `per_run_data` must be True or False, got {per_run_data!r}."
+        )
     return Options(fn, many, steps, eval_every, batch_size, bool(has_aux), on_nonfinite, mode,
                    parallel, devices, checkpoint_dir, checkpoint_every, keep_checkpoints,
-                   bool(resume))
+                   bool(resume), bool(per_run_data))
 
 
 def _checkpoint_options(fn, checkpoint_dir, checkpoint_every, resume, eval_every):
@@ -116,8 +121,12 @@ def shape_struct(x, drop_leading: bool = False):
     return jax.ShapeDtypeStruct(shape[1:] if drop_leading else shape, jnp.result_type(x))
 
 
-def check_data(fn: str, name: str, data, required: bool) -> int | None:
-    """The shared leading (example) axis size of ``data``; None for an empty optional tree."""
+def check_data(fn: str, name: str, data, required: bool, per_run: bool = False) -> int | None:
+    """The shared example-axis size of ``data``; None for an empty optional tree.
+
+    The example axis is the leading one, or the second with ``per_run`` (after the runs
+    axis, which :func:`check_leading` checks first).
+    """
     leaves = jax.tree_util.tree_leaves_with_path(data)
     if not leaves:
         if required:
@@ -130,15 +139,17 @@ def check_data(fn: str, name: str, data, required: bool) -> int | None:
                 f"{fn}: `{name}` must be a pytree of arrays, leaf {path_str(p)} is a "
                 f"{type(leaf).__name__}."
             )
-        if np.ndim(leaf) < 1:
+        if np.ndim(leaf) < 1 + per_run:
             raise ValueError(
-                f"{fn}: every leaf of `{name}` needs a leading example axis, leaf "
-                f"{path_str(p)} is a scalar."
+                f"{fn}: every leaf of `{name}` needs a leading example axis"
+                f"{' after its runs axis (per_run_data=True)' if per_run else ''}, leaf "
+                f"{path_str(p)} has shape {tuple(np.shape(leaf))}."
             )
-        sizes[path_str(p)] = np.shape(leaf)[0]
+        sizes[path_str(p)] = np.shape(leaf)[int(per_run)]
     if len(set(sizes.values())) != 1:
         raise ValueError(
-            f"{fn}: the leaves of `{name}` must share their leading (example) axis, got "
+            f"{fn}: the leaves of `{name}` must share their "
+            f"{'second' if per_run else 'leading'} (example) axis, got "
             f"sizes {', '.join(f'{k}: {v}' for k, v in sizes.items())}."
         )
     n = next(iter(sizes.values()))
@@ -179,12 +190,12 @@ def n_runs_of(fn: str, keys) -> int:
     return int(np.shape(keys)[0])
 
 
-def check_leading(fn: str, name: str, tree, n_runs: int) -> None:
+def check_leading(fn: str, name: str, tree, n_runs: int, why: str = "") -> None:
     """Every leaf of ``tree`` has a leading runs axis of size ``n_runs``."""
     for p, leaf in jax.tree_util.tree_leaves_with_path(tree):
         if np.ndim(leaf) < 1 or np.shape(leaf)[0] != n_runs:
             raise ValueError(
-                f"{fn}: every leaf of `{name}` must have a leading runs axis of size "
+                f"{fn}: {why}every leaf of `{name}` must have a leading runs axis of size "
                 f"{n_runs} (the number of keys), leaf {path_str(p)} has shape "
                 f"{tuple(np.shape(leaf))}."
             )

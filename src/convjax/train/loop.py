@@ -96,10 +96,12 @@ def _run(fn, loss_fn, optimizer, params, data, key, *, hyper, opt_state, eval_fn
     factory = val.check_optimizer(fn, optimizer, hyper)
     n_runs, n_data = _check_arrays(o, params, data, key, hyper, opt_state, eval_data)
     mesh, s = _settings(o, factory, n_runs, n_data)
-    one = functools.partial(val.shape_struct, drop_leading=o.many)
-    val.validate(fn, loss_fn, optimizer, eval_fn, s, jax.tree.map(one, params),
-                 None if opt_state is None else jax.tree.map(one, opt_state),
-                 None if hyper is None else jax.tree.map(one, hyper), data, eval_data)
+    one = functools.partial(jax.tree.map, functools.partial(val.shape_struct,
+                                                            drop_leading=o.many))
+    run_data = one if o.per_run_data else (lambda t: t)
+    val.validate(fn, loss_fn, optimizer, eval_fn, s, one(params),
+                 None if opt_state is None else one(opt_state),
+                 None if hyper is None else one(hyper), run_data(data), run_data(eval_data))
     state = _initial_state(o, optimizer, factory, params, opt_state, key, hyper)
     record = _resume.settings_record(o, s, n_runs, data, eval_fn is not None, hyper)
     state, history, start = _resume.start(o, state, hyper, record)
@@ -119,8 +121,12 @@ def _check_arrays(o: val.Options, params, data, key, hyper, opt_state, eval_data
     if o.many:
         for name, tree in (("params", params), ("hyper", hyper), ("opt_state", opt_state)):
             val.check_leading(o.fn, name, tree, n_runs)
-    n_data = val.check_data(o.fn, "data", data, required=True)
-    val.check_data(o.fn, "eval_data", eval_data, required=False)
+    if o.per_run_data:
+        why = "with `per_run_data=True` "
+        val.check_leading(o.fn, "data", data, n_runs, why)
+        val.check_leading(o.fn, "eval_data", eval_data, n_runs, why)
+    n_data = val.check_data(o.fn, "data", data, True, o.per_run_data)
+    val.check_data(o.fn, "eval_data", eval_data, False, o.per_run_data)
     val.check_batch_size(o.fn, o.batch_size, n_data)
     return n_runs, n_data
 
@@ -146,7 +152,7 @@ def _settings(o: val.Options, factory: bool, n_runs, n_data):
                 )
             state_sharding = dev.leading(mesh)
     s = Settings(o.batch_size, n_data, o.eval_every, o.has_aux, o.on_nonfinite, factory,
-                 batch_sharding, state_sharding)
+                 batch_sharding, state_sharding, o.per_run_data)
     return mesh, s
 
 
@@ -168,9 +174,11 @@ def _place(o: val.Options, mesh, s: Settings, state, hyper, data, eval_data):
         to_dev = functools.partial(jax.tree.map, jnp.asarray)
         return tuple(to_dev(t) for t in (state, hyper, data, eval_data))
     rep = dev.replicated(mesh)
+    per_run = s.state_sharding if o.parallel == "runs" else rep
     state = dev.put(state, s.state_sharding)
-    hyper = dev.put(hyper, s.state_sharding if o.parallel == "runs" else rep)
-    return state, hyper, dev.put(data, rep), dev.put(eval_data, rep)
+    data_sharding = per_run if o.per_run_data else rep
+    return (state, dev.put(hyper, per_run), dev.put(data, data_sharding),
+            dev.put(eval_data, data_sharding))
 
 
 def _train(o: val.Options, block, state, hyper, data, eval_data, history, start, record):
@@ -368,14 +376,16 @@ def fit_many(
     progress: bool | str = "auto",
     parallel: str | None = None,
     devices: Sequence | None = None,
+    per_run_data: bool = False,
 ) -> FitResult:
     """:func:`fit` for ``n_runs`` runs at once: the same block function under ``jax.vmap``.
 
     Each run has its own key (so its own minibatches), its own params and, with
-    ``hyper``, its own optimizer hyperparameters; all share ``data``, ``eval_data``
-    and the settings. Run ``r`` gives the same result as ``fit`` called with
-    ``keys[r]``, the ``r``-th params and ``hyper`` entries (up to floating-point
-    reassociation of the batched computation).
+    ``hyper``, its own optimizer hyperparameters; all share the settings and, unless
+    ``per_run_data=True``, ``data`` and ``eval_data``. Run ``r`` gives the same result
+    as ``fit`` called with ``keys[r]``, the ``r``-th params and ``hyper`` entries (and
+    ``data[r]``, ``eval_data[r]`` with ``per_run_data``), up to floating-point
+    reassociation of the batched computation.
 
     Args:
       loss_fn, optimizer, data, and the keyword settings: as in :func:`fit`.
@@ -392,8 +402,13 @@ def fit_many(
       opt_state: stacked ``(n_runs, ...)`` optimizer state, or None.
       eval_fn: as in :func:`fit`, evaluated per run (vmapped).
       parallel: ``None``, ``"runs"`` (the runs axis sharded over ``devices``;
-        ``n_runs`` divisible by their number) or ``"data"`` (each run's batch axis
-        sharded).
+        ``n_runs`` divisible by their number; per-run data is sharded with it) or
+        ``"data"`` (each run's batch axis sharded).
+      per_run_data: False (default): every run trains on all of ``data``. True: every
+        leaf of ``data`` and of ``eval_data`` has a leading runs axis,
+        ``(n_runs, n, ...)``, and run ``r`` trains on ``data[r]`` (its ``n`` examples,
+        the same ``n`` for all runs) and is evaluated on ``eval_data[r]``; e.g. a
+        different training sample per seed in a sample-size study.
 
     Returns:
       :class:`FitResult` with stacked ``params`` and ``opt_state`` and history leaves
@@ -401,8 +416,9 @@ def fit_many(
       over seeds.
 
     Raises:
-      As :func:`fit`; also ValueError when a leaf of ``params``, ``hyper`` or
-      ``opt_state`` lacks the leading ``n_runs`` axis. :class:`NonFiniteError` names
+      As :func:`fit`; also ValueError when a leaf of ``params``, ``hyper``,
+      ``opt_state`` (or, with ``per_run_data``, ``data`` and ``eval_data``) lacks the
+      leading ``n_runs`` axis. :class:`NonFiniteError` names
       the step and the runs (``err.runs``).
 
     Example:
@@ -422,5 +438,5 @@ def fit_many(
         has_aux=has_aux, hyper=hyper, opt_state=opt_state, on_nonfinite=on_nonfinite,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, resume=resume, progress=progress,
-        parallel=parallel, devices=devices,
+        parallel=parallel, devices=devices, per_run_data=per_run_data,
     )
