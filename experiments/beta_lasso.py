@@ -160,7 +160,7 @@ def train_runs(cfg: dict, seeds) -> dict:
     init_measures = jax.vmap(lambda p: first_layer_measures(p, s, k, window))(
         se.init_many(fc, init_keys, (d, 1)))
     fc_hist = {name: np.asarray(v).reshape(len(lams), n_seeds, -1)
-               for name, v in res_fc.history.items()}
+               for name, v in res_fc.history.items() if name != "step"}  # step: no runs axis
     fc_hist["val_error"] = np.asarray(val_error(res_fc.params)).reshape(len(lams), n_seeds)
     return {"fc": fc_hist, "conv": {n: np.asarray(v) for n, v in res_conv.history.items()},
             "fc_w1": np.asarray(res_fc.params[0]["w"]).reshape(len(lams), n_seeds,
@@ -193,7 +193,7 @@ def summarise(cfg: dict, out: dict) -> dict:
         "task_window_uniform": cfg["k"] / cfg["d"],
     }
     curves = {
-        "step": out["conv"]["step"][0],
+        "step": out["conv"]["step"],
         "conv_test_error": common.mean_std(out["conv"]["eval_test_error"]),
         "fc": {f"{lam:g}": {m: common.mean_std(out["fc"][f"eval_{m}"][i])
                             for m in ("test_error", "sparsity_w1", "locality", "task_window")}

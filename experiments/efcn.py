@@ -170,7 +170,7 @@ def main(argv=None) -> dict:
                              steps=end - done, eval_every=cfg["eval_every"], eval_fn=cnn_eval,
                              **fit_kw)
         params = res.params
-        hist_steps.append(res.history["step"][0] + done)
+        hist_steps.append(res.history["step"] + done)
         hist_err.append(res.history["eval_err"])
         done = end
         snapshots[end] = params
@@ -207,7 +207,7 @@ def main(argv=None) -> dict:
     res = train.fit_many(fcn_loss, fcn_params, sgd, train_data, run_keys,
                          steps=cfg["fcn_steps"], eval_every=cfg["fcn_eval_every"],
                          eval_fn=fcn_eval, **fit_kw)
-    fcn_steps = res.history["step"][0]
+    fcn_steps = res.history["step"]
     fcn_err = res.history["eval_err"].reshape(n_groups, n_seeds, -1)
     fcn_off = res.history["eval_off_share"].reshape(n_groups, n_seeds, -1)
     init_off = init_off.reshape(n_groups, n_seeds)

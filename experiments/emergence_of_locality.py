@@ -133,7 +133,7 @@ def main(argv=None) -> dict:
         final_w[name] = np.asarray(res.params[1]["w"])  # (seeds, K, D)
 
     # ---- numbers
-    steps = np.concatenate([[0], hist["nlgp"]["step"][0]])
+    steps = np.concatenate([[0], hist["nlgp"]["step"]])
     ref_ipr = measures.gaussian_ipr(d)
     numbers = {"gaussian_ipr_reference": ref_ipr, "uniform_window_share": window / d,
                "init": {k: common.mean_std(v) for k, v in at_init.items()},

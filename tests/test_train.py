@@ -238,7 +238,9 @@ def test_fit_many_equals_separate_fits():
                          batch_size=4, eval_every=3, eval_fn=eval_fn, eval_data=data,
                          progress=False)
     assert res.history["loss"].shape == (n_runs, 3)
-    assert res.history["step"].tolist() == [[3, 6, 7]] * n_runs
+    assert res.history["step"].tolist() == [3, 6, 7]  # shared by the runs: no runs axis
+    assert res.hyper["lr"].tolist() == np.asarray(lrs).tolist()
+    assert isinstance(res.hyper["lr"], np.ndarray)
     assert res.params["w"].shape == (n_runs, D)
     np.testing.assert_array_equal(res.params["w"][0], inits["w"][0])  # lr = 0
     for r in range(n_runs):
@@ -247,7 +249,8 @@ def test_fit_many_equals_separate_fits():
                         eval_fn=eval_fn, eval_data=data, progress=False)
         assert_tree_close(jax.tree.map(lambda a, r=r: a[r], res.params), one.params, 1e-10,
                           1e-13)
-        for k in one.history:
+        np.testing.assert_array_equal(one.history["step"], res.history["step"])
+        for k in set(one.history) - {"step"}:
             np.testing.assert_allclose(res.history[k][r], one.history[k], rtol=1e-10)
     np.testing.assert_allclose(
         res.history["eval_mse"][:, -1], jax.vmap(lambda p: loss_fn(p, data))(res.params),
@@ -256,6 +259,24 @@ def test_fit_many_equals_separate_fits():
     mean, std = train.mean_std(res.history)
     np.testing.assert_allclose(mean["loss"], res.history["loss"].mean(0), rtol=1e-12)
     np.testing.assert_allclose(std["loss"], res.history["loss"].std(0), rtol=1e-12)
+    assert train.fit(loss_fn, params0(), SGD, data, keys[0], steps=2, progress=False).hyper is None
+
+
+def test_fit_many_runs_grouped_by_hyperparameter():
+    data, seeds = make_data(), 3
+    lrs = np.repeat([0.01, 0.1], seeds)  # 2 learning rates x 3 seeds, flattened
+    keys = jax.random.split(jax.random.key(8), len(lrs))
+    params = jax.tree.map(lambda a: jnp.stack([a] * len(lrs)), params0())
+    res = train.fit_many(loss_fn, params, lambda h: optax.sgd(h["lr"]), data, keys,
+                         hyper={"lr": jnp.asarray(lrs)}, steps=4, batch_size=4, eval_every=2,
+                         progress=False)
+    groups = train.mean_std(res.history, by=res.hyper["lr"], level=None)
+    assert sorted(groups) == [0.01, 0.1]
+    for i, lr in enumerate((0.01, 0.1)):
+        rows = res.history["loss"][i * seeds:(i + 1) * seeds]
+        np.testing.assert_allclose(groups[lr].mean["loss"], rows.mean(0), rtol=1e-12)
+        np.testing.assert_array_equal(groups[lr].mean["step"], [2, 4])
+        assert groups[lr].n == seeds
 
 
 def test_fit_many_shared_optimizer_and_raw_keys():

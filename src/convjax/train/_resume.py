@@ -125,8 +125,8 @@ def _template(state, hyper, meta):
     return {
         "state": jax.tree.map(lambda x: x if dev._is_key(x) else shape_struct(x), state),
         "hyper": None if hyper is None else jax.tree.map(shape_struct, hyper),
-        "history": {
-            k: jax.ShapeDtypeStruct((n_blocks,) + lead, np.dtype(dtype))
+        "history": {  # "step" is shared by all runs: no runs axis
+            k: jax.ShapeDtypeStruct((n_blocks,) + (() if k == "step" else lead), np.dtype(dtype))
             for k, dtype in meta["history"].items()
         },
     }

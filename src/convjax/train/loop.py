@@ -58,15 +58,20 @@ class FitResult(NamedTuple):
         loss over the block's steps), every aux metric of the loss (same mean),
         ``"skipped"`` (with ``on_nonfinite="skip"``: non-finite steps skipped in the
         block) and ``"eval_<name>"`` for every metric of ``eval_fn`` at the block's
-        end. Shapes ``(n_evals,)`` for fit, ``(n_runs, n_evals)`` for fit_many.
+        end. Shapes ``(n_evals,)`` for fit; ``(n_runs, n_evals)`` for fit_many, except
+        ``"step"``, which is the same for every run and stays ``(n_evals,)``.
         :func:`jsonable` turns it into lists for ``json.dump``.
       step: the number of updates done (an int).
+      hyper: the ``hyper`` pytree passed (numpy arrays on the host; leaves
+        ``(n_runs, ...)`` for fit_many), or None: each run's hyperparameters, e.g. for
+        ``mean_std(res.history, by=res.hyper["lr"])`` to summarise runs per value.
     """
 
     params: Any
     opt_state: Any
     history: dict
     step: int
+    hyper: Any = None
 
 
 class NonFiniteError(FloatingPointError):
@@ -110,7 +115,7 @@ def _run(fn, loss_fn, optimizer, params, data, key, *, hyper, opt_state, eval_fn
     state, history, step = _train(o, block, state, hyper, data, eval_data, history, start,
                                   record)
     out_history = {k: np.stack(v, axis=-1) for k, v in history.items()}
-    return FitResult(state.params, state.opt_state, out_history, step)
+    return FitResult(state.params, state.opt_state, out_history, step, dev.to_host(hyper))
 
 
 def _check_arrays(o: val.Options, params, data, key, hyper, opt_state, eval_data):
@@ -183,7 +188,6 @@ def _place(o: val.Options, mesh, s: Settings, state, hyper, data, eval_data):
 
 def _train(o: val.Options, block, state, hyper, data, eval_data, history, start, record):
     """Calls ``block`` until ``o.steps``; records, draws and checkpoints between blocks."""
-    lead = tuple(np.shape(state.step))
     bar = prog.make_progress(o.progress, o.steps, initial=start, desc=o.fn)
     step = start
     try:
@@ -194,8 +198,7 @@ def _train(o: val.Options, block, state, hyper, data, eval_data, history, start,
             if (bad >= 0).any():
                 raise _nonfinite_error(o.fn, bad, o.many)
             step = end
-            row = {"step": np.full(lead, step, np.int32),
-                   **dev.to_host(metrics), **dev.to_host(evals)}
+            row = {"step": np.int32(step), **dev.to_host(metrics), **dev.to_host(evals)}
             for k, v in row.items():
                 history.setdefault(k, []).append(np.asarray(v))
             bar.update(step, {k: float(np.mean(v)) for k, v in row.items() if k != "step"})
@@ -411,9 +414,11 @@ def fit_many(
         different training sample per seed in a sample-size study.
 
     Returns:
-      :class:`FitResult` with stacked ``params`` and ``opt_state`` and history leaves
-      of shape ``(n_runs, n_evals)``; :func:`convjax.train.mean_std` summarises them
-      over seeds.
+      :class:`FitResult` with stacked ``params`` and ``opt_state``, history leaves of
+      shape ``(n_runs, n_evals)`` (``history["step"]``: ``(n_evals,)``, shared by all
+      runs) and ``hyper`` as passed (on the host); :func:`convjax.train.mean_std`
+      summarises the history over seeds, per hyperparameter value with
+      ``by=res.hyper[...]``.
 
     Raises:
       As :func:`fit`; also ValueError when a leaf of ``params``, ``hyper``,
@@ -428,9 +433,11 @@ def fit_many(
       >>> loss = lambda p, b: jnp.mean((b["x"] * p["w"] - b["y"]) ** 2)
       >>> res = fit_many(loss, {"w": jnp.zeros((4,))}, lambda h: optax.sgd(h["lr"]), data,
       ...                jax.random.split(jax.random.key(0), 4), hyper={"lr": jnp.array(
-      ...                [0.0, 0.1, 0.3, 0.5])}, steps=50, batch_size=8, progress=False)
-      >>> res.history["loss"].shape, float(res.params["w"][0])
-      ((4, 1), 0.0)
+      ...                [0.0, 0.25, 0.5, 0.75])}, steps=50, batch_size=8, progress=False)
+      >>> res.history["loss"].shape, res.history["step"].tolist(), float(res.params["w"][0])
+      ((4, 1), [50], 0.0)
+      >>> res.hyper["lr"].tolist()
+      [0.0, 0.25, 0.5, 0.75]
     """
     return _run(
         "fit_many", loss_fn, optimizer, params, data, keys, steps=steps,
