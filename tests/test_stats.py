@@ -375,6 +375,23 @@ def test_censoring_directions_of_two_arm_statistics():
         assert f(censored_a=none).censoring == "none", name
 
 
+def test_wrappers_name_themselves_in_errors():
+    with pytest.raises(ValueError, match=r"ratio_interval: `n_boot` must be an integer >= 100"):
+        stats.ratio_interval([1.0, 2.0], [1.0, 2.0], paired=True, n_boot=5)
+    with pytest.raises(ValueError, match=r"median_interval: `level` must be a number in"):
+        stats.median_interval([1.0, 2.0], level=2)
+    with pytest.raises(TypeError, match=r"mean_interval: `level` must be a real number, got str"):
+        stats.mean_interval([1.0, 2.0], level="95%")
+    with pytest.raises(ValueError, match=r"ratio_interval: `b` must be > 0 everywhere, got -1.0"):
+        stats.ratio_interval([1.0, 2.0], [1.0, -1.0], paired=False)
+    with pytest.raises(
+        ValueError,
+        match=r"proportion_interval: `successes` must be a 1-D array "
+        r"of 0/1",
+    ):
+        stats.proportion_interval([0.0, 0.5])
+
+
 def test_censored_flag_errors():
     with pytest.raises(
         TypeError,

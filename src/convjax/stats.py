@@ -510,7 +510,9 @@ def _flags(fn: str, name: str, censored, shape: tuple) -> np.ndarray:
 
 
 def _level(fn: str, level) -> float:
-    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
+    if isinstance(level, bool) or not isinstance(level, numbers.Real):
+        raise TypeError(f"{fn}: `level` must be a real number, got {type(level).__name__}.")
+    if not 0 < level < 1:
         raise ValueError(f"{fn}: `level` must be a number in (0, 1), e.g. 0.95, got {level!r}.")
     return float(level)
 
@@ -937,7 +939,25 @@ def bootstrap_interval(
       ...     lambda a: a.mean(-1), x, seed=0)
       (5.5, True, True)
     """
-    fn = "bootstrap_interval"
+    return _bootstrap_interval(
+        "bootstrap_interval",
+        statistic,
+        samples,
+        paired=paired,
+        level=level,
+        n_boot=n_boot,
+        seed=seed,
+        method=method,
+        expand=expand,
+        censored=censored,
+        monotone=monotone,
+    )
+
+
+def _bootstrap_interval(
+    fn, statistic, samples, *, paired, level, n_boot, seed, method, expand, censored, monotone
+) -> Interval:
+    """:func:`bootstrap_interval` with the caller's name ``fn`` in every message."""
     if not callable(statistic):
         raise TypeError(f"{fn}: `statistic` must be callable, got {type(statistic).__name__}.")
     xs = _samples(fn, samples, paired)
@@ -999,8 +1019,18 @@ def median_interval(
     fn = "median_interval"
     x = _values(fn, "values", values)
     c = _flags(fn, "censored", censored, x.shape)
-    iv = bootstrap_interval(
-        lambda a: np.median(a, axis=-1), x, level=level, n_boot=n_boot, seed=seed
+    iv = _bootstrap_interval(
+        fn,
+        lambda a: np.median(a, axis=-1),
+        (x,),
+        paired=False,
+        level=level,
+        n_boot=n_boot,
+        seed=seed,
+        method="bca",
+        expand=True,
+        censored=None,
+        monotone=None,
     )
     bound = np.where(c, x, np.inf).min(axis=0)  # the smallest censored value (inf: none)
     exact_est = np.asarray(iv.estimate) < bound
@@ -1053,14 +1083,16 @@ def ratio_interval(
         _flags(fn, "censored_a", censored_a, x.shape),
         _flags(fn, "censored_b", censored_b, y.shape),
     )
-    return bootstrap_interval(
+    return _bootstrap_interval(
+        fn,
         lambda u, v: u.mean(-1) / v.mean(-1),
-        x,
-        y,
+        (x, y),
         paired=paired,
         level=level,
         n_boot=n_boot,
         seed=seed,
+        method="bca",
+        expand=True,
         censored=(ca, cb),
         monotone=(1, -1),
     )
