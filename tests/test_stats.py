@@ -372,6 +372,7 @@ def test_censoring_directions_of_two_arm_statistics():
         assert down.censoring == "at_most", name
         both = f(censored_a=flag, censored_b=flag)
         assert (both.low, both.high, both.censoring) == (-np.inf, np.inf, "unbounded"), name
+        assert both.n_censored == 2 and up.n_censored == 1, name
         assert f(censored_a=none).censoring == "none", name
 
 
@@ -390,6 +391,17 @@ def test_wrappers_name_themselves_in_errors():
         r"of 0/1",
     ):
         stats.proportion_interval([0.0, 0.5])
+
+
+def test_paired_must_be_said():
+    with pytest.raises(
+        TypeError,
+        match=r"difference_interval: `paired` must be True or False, "
+        r"got 'yes'",
+    ):
+        stats.difference_interval([1.0, 2.0], [1.0, 2.0], paired="yes")
+    with pytest.raises(TypeError, match=r"missing 1 required keyword-only argument: 'paired'"):
+        stats.ratio_interval([1.0, 2.0], [1.0, 2.0])
 
 
 def test_censored_flag_errors():

@@ -541,6 +541,12 @@ def _same_n(fn: str, a: np.ndarray, b: np.ndarray) -> None:
         )
 
 
+def _bool(fn: str, name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: `{name}` must be True or False, got {value!r}.")
+    return bool(value)
+
+
 def _positive(fn: str, name: str, x: np.ndarray, *, strict: bool = True) -> None:
     bad = (x <= 0) if strict else (x < 0)
     if np.any(bad):
@@ -622,7 +628,7 @@ def difference_interval(
     """
     fn = "difference_interval"
     x, y = _values(fn, "a", a), _values(fn, "b", b)
-    level = _level(fn, level)
+    level, paired = _level(fn, level), _bool(fn, "paired", paired)
     ca, cb = (
         _flags(fn, "censored_a", censored_a, x.shape),
         _flags(fn, "censored_b", censored_b, y.shape),
@@ -630,7 +636,12 @@ def difference_interval(
     if paired:
         _same_n(fn, x, y)
         return _t_interval(
-            x - y, level, "paired t", (ca | cb).sum(axis=0), ca.any(axis=0), cb.any(axis=0)
+            x - y,
+            level,
+            "paired t",
+            ca.sum(axis=0) + cb.sum(axis=0),
+            ca.any(axis=0),
+            cb.any(axis=0),
         )
     if x.shape[1:] != y.shape[1:]:
         raise ValueError(f"{fn}: `a` {x.shape} and `b` {y.shape} differ beyond axis 0.")
@@ -699,7 +710,7 @@ def paired_ratio_interval(
         level,
         log_iv.method,
         log_iv.n,
-        (ca | cb).sum(axis=0),
+        ca.sum(axis=0) + cb.sum(axis=0),
         ca.any(axis=0),
         cb.any(axis=0),
     )
@@ -960,6 +971,7 @@ def _bootstrap_interval(
     """:func:`bootstrap_interval` with the caller's name ``fn`` in every message."""
     if not callable(statistic):
         raise TypeError(f"{fn}: `statistic` must be callable, got {type(statistic).__name__}.")
+    paired = _bool(fn, "paired", paired)
     xs = _samples(fn, samples, paired)
     level = _level(fn, level)
     n_boot, seed = _int(fn, "n_boot", n_boot, 100), _int(fn, "seed", seed, 0)
@@ -1075,6 +1087,7 @@ def ratio_interval(
     """
     fn = "ratio_interval"
     x, y = _values(fn, "a", a), _values(fn, "b", b)
+    paired = _bool(fn, "paired", paired)
     _positive(fn, "a", x, strict=False)
     _positive(fn, "b", y)
     if paired:
