@@ -48,6 +48,9 @@ def params0():
 def reference(loss, params, opt, data, key, steps, batch_size, skip_nonfinite=False):
     """Python loop over single steps following the documented sampling contract."""
     state = opt.init(params)
+    # Optimizer-state leaves checked for non-finite values: floating and finite at init.
+    checked = [np.issubdtype(np.asarray(x).dtype, np.inexact) and np.isfinite(x).all()
+               for x in jax.tree.leaves(state)]
     n = len(jax.tree.leaves(data)[0])
     losses = []
     for s in range(steps):
@@ -56,11 +59,14 @@ def reference(loss, params, opt, data, key, steps, batch_size, skip_nonfinite=Fa
             idx = sref.batch(key, s, n, batch_size)
             batch = jax.tree.map(lambda a, idx=idx: a[np.asarray(idx)], data)
         value, grads, updates, new_state = _ref_step(loss, opt, params, state, batch)
-        finite = np.isfinite(value) and all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+        new_params = optax.apply_updates(params, updates)
+        finite = all(np.isfinite(x).all() for x in jax.tree.leaves((value, grads, new_params)))
+        finite &= all(np.isfinite(x).all() for x, c in zip(jax.tree.leaves(new_state), checked,
+                                                          strict=True) if c)
         losses.append(float(value))
         if skip_nonfinite and not finite:
             continue
-        params, state = optax.apply_updates(params, updates), new_state
+        params, state = new_params, new_state
     return params, state, np.array(losses)
 
 
@@ -371,15 +377,19 @@ def first_hit(key, steps, n=8, b=2, bad=5):
     return hits
 
 
-def test_nonfinite_raises_naming_the_step():
+def test_nonfinite_raises_naming_the_update():
     key = jax.random.key(7)
-    hits = first_hit(key, 12)
+    hits = first_hit(key, 12)  # 0-based indices of the updates that sample the NaN
     assert hits, "the test needs a step that samples the NaN example"
-    with pytest.raises(train.NonFiniteError, match=rf"fit: the loss or its gradient is not "
-                       rf"finite at step {hits[0]};") as err:
+    n = hits[0] + 1  # updates are numbered from 1, as history["step"]
+    with pytest.raises(train.NonFiniteError, match=rf"fit: update {n} produced non-finite "
+                       rf"values \(NaN or inf\) in the loss, the gradient and the updated params\. "
+                       rf"Updates are numbered from 1, as history\['step'\]; params and "
+                       rf"optimizer state are kept as they were after {n - 1} updates") as err:
         train.fit(loss_fn, params0(), SGD, nan_data(), key, steps=12,
                   batch_size=2, eval_every=4, progress=False)
-    assert err.value.step == hits[0] and err.value.runs is None
+    assert err.value.step == n and err.value.runs is None
+    assert err.value.what == ("the loss", "the gradient", "the updated params")
 
 
 def test_nonfinite_skip_matches_reference():
@@ -403,10 +413,10 @@ def test_nonfinite_fit_many_names_runs():
     hits = [first_hit(k, 3) for k in keys]
     bad_runs = [r for r, h in enumerate(hits) if h]
     assert 0 < len(bad_runs) < 4, "the key must give some runs that hit the NaN, some not"
-    first, first_run = min((h[0], r) for r, h in enumerate(hits) if h)
+    first, first_run = min((h[0] + 1, r) for r, h in enumerate(hits) if h)
     params = jax.tree.map(lambda a: jnp.stack([a] * 4), params0())
     runs = re.escape(str(bad_runs))
-    msg = rf"at step {first} in run {first_run} \(runs hit in this block: {runs}\)"
+    msg = rf"fit_many: update {first} of run {first_run} \(runs hit in this block: {runs}\) "
     with pytest.raises(train.NonFiniteError, match=msg) as e:
         train.fit_many(loss_fn, params, SGD, nan_data(), keys, steps=3,
                        batch_size=2, progress=False)

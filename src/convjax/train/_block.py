@@ -31,8 +31,9 @@ class TrainState(NamedTuple):
       key: the run's PRNG key (constant; it draws the minibatches, see
         :mod:`convjax.train.sampling`).
       step: int32 ``()``, the number of updates done.
-      bad_step: int32 ``()``, the first step whose loss or gradient was not finite
-        (``-1`` if none); only used with ``on_nonfinite="raise"``.
+      bad_step: int32 ``()``, with ``on_nonfinite="raise"``: the number (1-based, as
+        ``history["step"]``) of the first update that produced a non-finite value
+        (see :data:`PROBLEMS`), ``-1`` if none.
     """
 
     params: Any
@@ -54,6 +55,12 @@ class Settings(NamedTuple):
     batch_sharding: Any = None
     state_sharding: Any = None
     per_run_data: bool = False
+    checked_state: tuple[bool, ...] | None = None  # opt-state leaves that must stay finite
+
+
+PROBLEMS = ("the loss", "the gradient", "the updated params",
+            "the optimizer state (a leaf that was finite at initialisation)")
+"""What bit ``i`` of an update's problem flags stands for (see :func:`problems`)."""
 
 
 def make_optimizer(optimizer, hyper, factory: bool):
@@ -94,21 +101,48 @@ def _loss_grad(loss_fn, has_aux, params, batch):
     return loss, aux, grads
 
 
-def _step(loss_fn, opt, s: Settings, end, data, st: TrainState):
-    """One update of one run; a no-op at or past ``end`` (and after a bad step in raise mode)."""
+def finite_leaves(tree) -> tuple[bool, ...]:
+    """Per leaf: floating (or complex) and finite everywhere (host values; a sync)."""
+    def ok(x):
+        return bool(jnp.issubdtype(jnp.result_type(x), jnp.inexact) and jnp.all(jnp.isfinite(x)))
+
+    return tuple(ok(x) for x in jax.tree_util.tree_leaves(tree))
+
+
+def problems(s: Settings, loss, grads, params, opt_state):
+    """int32 bit flags of what an update made non-finite (bit ``i``: ``PROBLEMS[i]``).
+
+    Every params leaf is checked; of the optimizer state only the leaves flagged in
+    ``s.checked_state`` (those finite at initialisation; None: every inexact leaf).
+    """
+    leaves = jax.tree_util.tree_leaves(opt_state)
+    checked = s.checked_state
+    if checked is None:
+        checked = [jnp.issubdtype(jnp.result_type(x), jnp.inexact) for x in leaves]
+    state = [x for x, c in zip(leaves, checked, strict=True) if c]
+    bad = [~jnp.isfinite(loss), ~_all_finite(grads), ~_all_finite(params), ~_all_finite(state)]
+    return functools.reduce(jnp.bitwise_or, [b.astype(jnp.int32) << i for i, b in enumerate(bad)])
+
+
+def _step(loss_fn, opt, s: Settings, end, data, carry):
+    """One update of one run; a no-op at or past ``end`` (and after a bad one in raise mode).
+
+    ``carry`` is ``(state, what)``: ``what`` holds the problem flags of the update named
+    by ``state.bad_step`` (raise mode).
+    """
+    st, what = carry
     batch = _sample(data, st.key, st.step, s)
     loss, aux, grads = _loss_grad(loss_fn, s.has_aux, st.params, batch)
     updates, opt_state = apply_optimizer(opt, grads, st.opt_state, st.params, loss)
     params = optax.apply_updates(st.params, updates)
-    finite = jnp.isfinite(loss) & _all_finite(grads)
-    active = st.step < end
+    flags = problems(s, loss, grads, params, opt_state)
+    active, finite = st.step < end, flags == 0
+    ok, bad_step = active & finite, st.bad_step
     if s.on_nonfinite == "raise":
-        fresh = st.bad_step < 0
-        ok = active & finite & fresh
-        bad_step = jnp.where(active & ~finite & fresh, st.step, st.bad_step)
-    else:
-        ok = active & finite
-        bad_step = st.bad_step
+        first = active & ~finite & (st.bad_step < 0)
+        ok = ok & (st.bad_step < 0)
+        bad_step = jnp.where(first, st.step + 1, st.bad_step)
+        what = jnp.where(first, flags, what)
     new = TrainState(
         params=_select(ok, params, st.params),
         opt_state=_select(ok, opt_state, st.opt_state),
@@ -116,7 +150,7 @@ def _step(loss_fn, opt, s: Settings, end, data, st: TrainState):
         step=st.step + active.astype(st.step.dtype),
         bad_step=bad_step,
     )
-    return new, (loss, aux, active & finite, active & ~finite)
+    return (new, what), (loss, aux, active & finite, active & ~finite)
 
 
 def _block_metrics(s: Settings, loss, aux, counted, skipped) -> dict:
@@ -136,18 +170,19 @@ def block(loss_fn, optimizer, eval_fn, s: Settings, state, hyper, end, data, eva
     """Runs ``eval_every`` steps of one run (those at or past ``end`` are no-ops), evaluates.
 
     Returns:
-      ``(state, metrics, evals)``: the state after the block, the block's mean loss and aux
-      metrics (plus ``"skipped"``), and ``{"eval_<name>": value}`` from ``eval_fn``.
+      ``(state, metrics, evals, what)``: the state after the block, the block's mean loss
+      and aux metrics (plus ``"skipped"``), ``{"eval_<name>": value}`` from ``eval_fn``,
+      and the problem flags of the update ``state.bad_step`` names (raise mode; else 0).
     """
     opt = make_optimizer(optimizer, hyper, s.factory)
     body = functools.partial(_step, loss_fn, opt, s, end, data)
-    state, (loss, aux, counted, skipped) = jax.lax.scan(
-        lambda st, _: body(st), state, length=s.eval_every
+    (state, what), (loss, aux, counted, skipped) = jax.lax.scan(
+        lambda carry, _: body(carry), (state, jnp.int32(0)), length=s.eval_every
     )
     evals = {}
     if eval_fn is not None:
         evals = {f"eval_{k}": v for k, v in eval_fn(state.params, eval_data).items()}
-    return state, _block_metrics(s, loss, aux, counted, skipped), evals
+    return state, _block_metrics(s, loss, aux, counted, skipped), evals, what
 
 
 # Weak references to the user's callables.
@@ -210,8 +245,8 @@ def _jit_block(tokens, s: Settings, many: bool):
     def run(state, hyper, end, data, eval_data):
         data_axis = 0 if s.per_run_data else None
         fn = jax.vmap(one, in_axes=(0, 0, None, data_axis, data_axis)) if many else one
-        state, metrics, evals = fn(state, hyper, end, data, eval_data)
-        return dev.constrain(state, s.state_sharding), metrics, evals
+        state, metrics, evals, what = fn(state, hyper, end, data, eval_data)
+        return dev.constrain(state, s.state_sharding), metrics, evals, what
 
     return jax.jit(run)
 

@@ -38,7 +38,7 @@ def settings_record(o: Options, s: Settings, n_runs, data, has_eval, hyper) -> d
     }
 
 
-def start(o: Options, state, hyper, record):
+def start(o: Options, s: Settings, state, hyper, record):
     """``(state, history, step)`` to start from: fresh, or the newest checkpoint's.
 
     Without ``resume`` the directory is created and must hold no checkpoint; with it the
@@ -63,7 +63,7 @@ def start(o: Options, state, hyper, record):
     latest = ckpt.latest_checkpoint(o.checkpoint_dir)
     if latest is None:
         return fresh
-    return restore(o, latest, state, hyper, record)
+    return restore(o, s, latest, state, hyper, record)
 
 
 def due(o: Options, step: int) -> bool:
@@ -86,8 +86,13 @@ def save(o: Options, step: int, state, hyper, history, record) -> None:
                              keep=o.keep_checkpoints)
 
 
-def restore(o: Options, path, state, hyper, record):
-    """``(state, history, step)`` from the checkpoint at ``path``, checked against this call."""
+def restore(o: Options, s: Settings, path, state, hyper, record):
+    """``(state, history, step)`` from the checkpoint at ``path``, checked against this call.
+
+    The restored params must be finite, and so must the optimizer-state leaves that were
+    finite at this call's initialisation (``s.checked_state``): a resume never starts
+    from a bad state.
+    """
     meta = ckpt.read_record(path)["metadata"]
     saved = meta.get("settings")
     if not isinstance(saved, dict) or "n_blocks" not in meta or "history" not in meta:
@@ -101,8 +106,23 @@ def restore(o: Options, path, state, hyper, record):
         raise ValueError(
             f"{o.fn}: checkpoint `{path}` is at step {got_step}, beyond `steps` ({o.steps})."
         )
+    _check_finite(o.fn, path, tree["state"], s.checked_state)
     history = {k: list(v) for k, v in tree["history"].items()}
     return tree["state"], history, got_step
+
+
+def _check_finite(fn, path, state, checked_state) -> None:
+    params = jax.tree_util.tree_leaves_with_path(state.params)
+    opt = jax.tree_util.tree_leaves_with_path(state.opt_state)
+    named = [("params", p, x, True) for p, x in params]
+    named += [("opt_state", p, x, c) for (p, x), c in zip(opt, checked_state, strict=True)]
+    for where, p, x, checked in named:
+        if checked and not np.all(np.isfinite(x)):
+            raise ckpt.CheckpointError(
+                f"{fn}: checkpoint `{path}` holds NaN or inf in {where}"
+                f"{jax.tree_util.keystr(p)}, which was finite at initialisation; it cannot "
+                "be resumed from (resume from an earlier checkpoint, or start afresh)."
+            )
 
 
 def _check_settings(fn, path, saved: dict, record: dict) -> None:

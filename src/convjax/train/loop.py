@@ -37,7 +37,14 @@ from convjax.train import _resume
 from convjax.train import _validate as val
 from convjax.train import devices as dev
 from convjax.train import progress as prog
-from convjax.train._block import BlockCache, Settings, TrainState, make_optimizer
+from convjax.train._block import (
+    PROBLEMS,
+    BlockCache,
+    Settings,
+    TrainState,
+    finite_leaves,
+    make_optimizer,
+)
 
 __all__ = ["FitResult", "NonFiniteError", "TrainState", "fit", "fit_many", "jsonable"]
 
@@ -75,12 +82,25 @@ class FitResult(NamedTuple):
 
 
 class NonFiniteError(FloatingPointError):
-    """The loss or its gradient was NaN or infinite; ``step`` (and ``runs``) say where."""
+    """An update produced a NaN or infinity (``on_nonfinite="raise"``).
 
-    def __init__(self, message: str, step: int, runs: tuple[int, ...] | None = None):
+    Attributes:
+      step: the number of the update that produced it, counted from 1 (the numbering of
+        ``history["step"]``): the params and optimizer state are kept as they were
+        after ``step - 1`` updates.
+      runs: for fit_many, the runs hit in the block (the message names the first run
+        that was hit at the lowest ``step``); None for fit.
+      what: what was non-finite after that update, among :data:`PROBLEMS`: the loss,
+        the gradient, the updated params, and optimizer-state leaves that were finite at
+        initialisation.
+    """
+
+    def __init__(self, message: str, step: int, runs: tuple[int, ...] | None = None,
+                 what: tuple[str, ...] = ()):
         super().__init__(message)
         self.step = step
         self.runs = runs
+        self.what = what
 
 
 def jsonable(tree):
@@ -101,15 +121,11 @@ def _run(fn, loss_fn, optimizer, params, data, key, *, hyper, opt_state, eval_fn
     factory = val.check_optimizer(fn, optimizer, hyper)
     n_runs, n_data = _check_arrays(o, params, data, key, hyper, opt_state, eval_data)
     mesh, s = _settings(o, factory, n_runs, n_data)
-    one = functools.partial(jax.tree.map, functools.partial(val.shape_struct,
-                                                            drop_leading=o.many))
-    run_data = one if o.per_run_data else (lambda t: t)
-    val.validate(fn, loss_fn, optimizer, eval_fn, s, one(params),
-                 None if opt_state is None else one(opt_state),
-                 None if hyper is None else one(hyper), run_data(data), run_data(eval_data))
+    _validate(o, s, loss_fn, optimizer, eval_fn, params, opt_state, hyper, data, eval_data)
     state = _initial_state(o, optimizer, factory, params, opt_state, key, hyper)
+    s = s._replace(checked_state=finite_leaves(state.opt_state))
     record = _resume.settings_record(o, s, n_runs, data, eval_fn is not None, hyper)
-    state, history, start = _resume.start(o, state, hyper, record)
+    state, history, start = _resume.start(o, s, state, hyper, record)
     state, hyper, data, eval_data = _place(o, mesh, s, state, hyper, data, eval_data)
     block = _BLOCKS.get(loss_fn, optimizer, eval_fn, s, o.many)
     state, history, step = _train(o, block, state, hyper, data, eval_data, history, start,
@@ -161,8 +177,26 @@ def _settings(o: val.Options, factory: bool, n_runs, n_data):
     return mesh, s
 
 
+def _validate(o: val.Options, s: Settings, loss_fn, optimizer, eval_fn, params, opt_state,
+              hyper, data, eval_data) -> None:
+    """Abstract checks of one run (the first, for fit_many): nothing is compiled."""
+    one = functools.partial(jax.tree.map, functools.partial(val.shape_struct,
+                                                            drop_leading=o.many))
+    run_data = one if o.per_run_data else (lambda t: t)
+    val.validate(o.fn, loss_fn, optimizer, eval_fn, s, one(params),
+                 None if opt_state is None else one(opt_state),
+                 None if hyper is None else one(hyper), run_data(data), run_data(eval_data))
+
+
 def _initial_state(o: val.Options, optimizer, factory, params, opt_state, key, hyper):
-    """The run's (or runs') state at step 0."""
+    """The run's (or runs') state at step 0; params must be finite."""
+    for (path, _), ok in zip(jax.tree_util.tree_leaves_with_path(params),
+                             finite_leaves(params), strict=True):
+        if not ok:
+            raise ValueError(
+                f"{o.fn}: `params` must be finite at initialisation, leaf "
+                f"{val.path_str(path)} holds NaN or inf."
+            )
     if opt_state is None:
         def init(p, h):
             return make_optimizer(optimizer, h, factory).init(p)
@@ -193,10 +227,10 @@ def _train(o: val.Options, block, state, hyper, data, eval_data, history, start,
     try:
         while step < o.steps:
             end = min((step // o.eval_every + 1) * o.eval_every, o.steps)
-            state, metrics, evals = block(state, hyper, jnp.int32(end), data, eval_data)
+            state, metrics, evals, what = block(state, hyper, jnp.int32(end), data, eval_data)
             bad = np.asarray(dev.to_host(state.bad_step))
             if (bad >= 0).any():
-                raise _nonfinite_error(o.fn, bad, o.many)
+                raise _nonfinite_error(o.fn, bad, np.asarray(dev.to_host(what)), o.many)
             step = end
             row = {"step": np.int32(step), **dev.to_host(metrics), **dev.to_host(evals)}
             for k, v in row.items():
@@ -209,21 +243,26 @@ def _train(o: val.Options, block, state, hyper, data, eval_data, history, start,
     return state, history, step
 
 
-def _nonfinite_error(fn, bad, many):
+def _nonfinite_error(fn, bad, what, many) -> NonFiniteError:
+    """The error for the first bad update: ``bad`` its 1-based number, ``what`` its flags."""
     if many:
         runs = tuple(int(r) for r in np.flatnonzero(bad >= 0))
-        first_run = min(runs, key=lambda r: (bad[r], r))
-        first = int(bad[first_run])
-        where = f" in run {first_run} (runs hit in this block: {list(runs)})"
+        run = min(runs, key=lambda r: (bad[r], r))
+        first, flags = int(bad[run]), int(what[run])
+        where = f" of run {run} (runs hit in this block: {list(runs)})"
     else:
-        runs, first, where = None, int(bad), ""
+        runs, first, flags, where = None, int(bad), int(what), ""
+    kinds = tuple(k for i, k in enumerate(PROBLEMS) if flags >> i & 1)
+    listed = ", ".join(kinds[:-1]) + (" and " if len(kinds) > 1 else "") + kinds[-1]
     return NonFiniteError(
-        f"{fn}: the loss or its gradient is not finite at step {first}{where}; step is the "
-        f"0-based index of the update, params are kept as they were after {first} updates. "
-        "Lower the learning rate, check the data, or pass on_nonfinite='skip' to skip such "
-        "steps.",
+        f"{fn}: update {first}{where} produced non-finite values (NaN or inf) in {listed}. "
+        f"Updates are numbered from 1, as history['step']; params and optimizer state are "
+        f"kept as they were after {first - 1} updates, and nothing from this block is "
+        "checkpointed. Lower the learning rate, check the data and the optimizer, or pass "
+        "on_nonfinite='skip' to skip such updates.",
         step=first,
         runs=runs,
+        what=kinds,
     )
 
 
@@ -293,11 +332,18 @@ def fit(
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
       hyper: pytree of arrays passed to the ``optimizer`` factory.
       opt_state: start from this optimizer state instead of ``optimizer.init(params)``.
-      on_nonfinite: ``"raise"`` (default): stop with :class:`NonFiniteError` naming the
-        first step whose loss or gradient is NaN/inf (checked inside the scan, raised
-        after the block; nothing is checkpointed). ``"skip"``: leave params and
-        optimizer state unchanged at such steps and count them in
-        ``history["skipped"]``; they are excluded from the block's mean loss.
+      on_nonfinite: what to do with an update that produces a NaN or inf in the loss,
+        the gradient, the updated params, or an optimizer-state leaf that was finite at
+        initialisation (leaves that start non-finite, like the ``inf`` best value of
+        ``optax.contrib.reduce_on_plateau``, are not checked). Checked inside the
+        scan at every update. ``"raise"`` (default): stop with
+        :class:`NonFiniteError` after the block, naming the update (counted from 1,
+        as ``history["step"]``) and what was non-finite; nothing from that block is
+        checkpointed. ``"skip"``: keep params and optimizer state as they were before
+        such updates, count them in ``history["skipped"]`` and leave them out of the
+        block's mean loss (a block whose updates were all skipped records NaN).
+        Either way no non-finite value that was not there at initialisation reaches
+        the params, the optimizer state or a checkpoint.
       checkpoint_dir: directory for checkpoints (created if needed when
         ``resume=False``, which then requires it to hold no checkpoint).
       checkpoint_every: checkpoint every this many steps, a multiple of
@@ -334,7 +380,8 @@ def fit(
       FileNotFoundError: ``resume=True`` with a missing ``checkpoint_dir``.
       CheckpointError: a corrupted checkpoint, or one written with other shapes or
         settings (the message names the file).
-      NonFiniteError: with ``on_nonfinite="raise"``, a NaN/inf loss or gradient.
+      ValueError: also params that hold NaN or inf at initialisation.
+      NonFiniteError: with ``on_nonfinite="raise"``, an update that produced NaN/inf.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
