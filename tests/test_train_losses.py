@@ -118,6 +118,42 @@ def test_mean_std_over_seeds():
         train.mean_std({"a": np.ones((1, 2))}, axis=2)
 
 
+@settings(max_examples=5, deadline=None)
+@given(shapes, st.integers(0, 2**16))
+def test_losses_equal_optax_losses(shape, seed):
+    """Each loss is the optax loss it delegates to, reduced: bit for bit per example."""
+    batch, c = tuple(shape[0]), shape[1]
+    rng = np.random.default_rng(seed)
+    logits = jnp.asarray(rng.normal(size=batch + (c,)) * 3)
+    labels = jnp.asarray(rng.integers(0, c, size=batch))
+    probs = jax.nn.softmax(jnp.asarray(rng.normal(size=batch + (c,))))
+    pairs = [
+        (train.softmax_cross_entropy(logits, labels, reduction="none"),
+         optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)),
+        (train.softmax_cross_entropy(logits, probs, reduction="none"),
+         optax.losses.softmax_cross_entropy(logits, probs)),
+        (train.logistic_loss(logits, probs, reduction="none"),
+         optax.losses.sigmoid_binary_cross_entropy(logits, probs)),
+        (train.mse(logits, probs, reduction="none"), optax.losses.squared_error(logits, probs)),
+        (train.mse(logits, probs), jnp.mean(optax.losses.squared_error(logits, probs))),
+        (train.mse(logits, probs, reduction="sum"),
+         jnp.sum(optax.losses.squared_error(logits, probs))),
+        (2 * train.mse(logits, probs), 4 * jnp.mean(optax.losses.l2_loss(logits, probs))),
+    ]
+    for got, want in pairs:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_targets_may_be_lists_of_numbers():
+    z = jnp.array([[0.0, 2.0], [1.0, -1.0]])
+    np.testing.assert_array_equal(train.softmax_cross_entropy(z, [1, 0]),
+                                  train.softmax_cross_entropy(z, jnp.array([1, 0])))
+    assert float(train.accuracy(z, [1, 1])) == 0.5
+    np.testing.assert_array_equal(train.mse(jnp.zeros(2), [1.0, 3.0]), 5.0)
+    np.testing.assert_array_equal(train.logistic_loss(jnp.zeros(2), [0, 1]),
+                                  train.logistic_loss(jnp.zeros(2), jnp.array([0, 1])))
+
+
 def test_errors():
     with pytest.raises(ValueError, match=r"softmax_cross_entropy: integer `labels` must have the "
                        r"shape of `logits` without its last \(class\) axis, \(4,\), got \(3,\)"):
@@ -136,3 +172,19 @@ def test_errors():
     with pytest.raises(ValueError, match=r"mse: `reduction` must be one of 'mean', 'sum', "
                        r"'none', got 'max'"):
         train.mse(jnp.zeros(3), jnp.zeros(3), reduction="max")
+    with pytest.raises(TypeError, match=r"accuracy: `labels` must be an array \(or a list of "
+                       r"numbers\), got str 'ab'"):
+        train.accuracy(jnp.zeros((2, 4)), "ab")
+    with pytest.raises(TypeError, match=r"binary_accuracy: `labels` must be an array .*got "
+                       r"object <object object"):
+        train.binary_accuracy(jnp.zeros(2), object())
+    with pytest.raises(TypeError, match=r"softmax_cross_entropy: `labels` must be integer class "
+                       r"indices or floating class probabilities, got dtype complex64"):
+        train.softmax_cross_entropy(jnp.zeros((2, 4)), jnp.zeros(2, jnp.complex64))
+    with pytest.raises(TypeError, match=r"softmax_cross_entropy: `logits` must be an array "
+                       r"\(jax.Array or numpy.ndarray\) with a real floating dtype, got an "
+                       r"object of type list"):
+        train.softmax_cross_entropy([[0.0, 1.0]], jnp.array([0]))
+    with pytest.raises(ValueError, match=r"logistic_loss: `logits` and `labels` must have the "
+                       r"same shape, got \(3,\) and \(2,\)"):
+        train.logistic_loss(jnp.zeros(3), [0, 1])

@@ -4,6 +4,22 @@ Every loss and metric takes predictions first and targets second and, by default
 returns the MEAN over all example axes (a scalar), which is what a
 ``loss(params, batch) -> scalar`` needs. ``reduction="sum"`` sums instead and
 ``reduction="none"`` returns one value per example.
+
+The losses are :mod:`optax.losses`, with convjax's input checks (shapes, dtypes,
+named in the message) and reductions around them:
+
+=============================  ===================================================
+convjax                        computed by
+=============================  ===================================================
+:func:`softmax_cross_entropy`  ``optax.losses.softmax_cross_entropy_with_integer_labels``
+                               (integer labels), ``optax.losses.softmax_cross_entropy``
+                               (class probabilities)
+:func:`logistic_loss`          ``optax.losses.sigmoid_binary_cross_entropy``
+:func:`mse`                    ``optax.losses.squared_error``
+=============================  ===================================================
+
+The metrics optax does not have, :func:`accuracy` and :func:`binary_accuracy`, and
+:func:`mean_std` are convjax's.
 """
 
 from __future__ import annotations
@@ -11,6 +27,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from convjax import _checks
 
@@ -24,6 +41,24 @@ def _reduce(fn: str, values, reduction: str):
     if reduction == "sum":
         return jnp.sum(values)
     return values
+
+
+def _as_array(fn: str, name: str, x):
+    """``x`` if it is an array (or tracer); an array-like (list, tuple, number) as a jax
+    array; anything else raises TypeError naming ``fn`` and ``name``."""
+    if hasattr(x, "dtype") and hasattr(x, "shape"):
+        return x
+    if isinstance(x, (list, tuple, int, float, bool, np.number)):
+        try:
+            return jnp.asarray(x)
+        except (TypeError, ValueError):
+            pass
+    text = repr(x)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    raise TypeError(
+        f"{fn}: `{name}` must be an array (or a list of numbers), got "
+        f"{type(x).__name__} {text}."
+    )
 
 
 def _class_targets(fn: str, logits, labels):
@@ -74,12 +109,12 @@ def softmax_cross_entropy(logits, labels, *, reduction: str = "mean"):
       1.386294
     """
     fn = "softmax_cross_entropy"
+    labels = _as_array(fn, "labels", labels)
     kind = _class_targets(fn, logits, labels)
-    logp = jax.nn.log_softmax(logits, axis=-1)
     if kind == "index":
-        per_example = -jnp.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+        per_example = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
     else:
-        per_example = -jnp.sum(labels * logp, axis=-1)
+        per_example = optax.losses.softmax_cross_entropy(logits, labels)
     return _reduce(fn, per_example, reduction)
 
 
@@ -92,7 +127,10 @@ def _check_same_shape(fn: str, a_name: str, a, b_name: str, b) -> None:
 
 
 def logistic_loss(logits, labels, *, reduction: str = "mean"):
-    """Binary cross-entropy on logits: ``softplus(z) - y z``, computed stably.
+    """Binary cross-entropy on logits: ``softplus(z) - y z``, computed stably
+    (``optax.losses.sigmoid_binary_cross_entropy``: ``-y log sigmoid(z) - (1 - y) log
+    sigmoid(-z)``, which keeps the relative precision of confident predictions for
+    ``y`` in ``{0, 1}``).
 
     Args:
       logits: ``(...)`` real scores; the predicted probability of class 1 is
@@ -114,17 +152,15 @@ def logistic_loss(logits, labels, *, reduction: str = "mean"):
     """
     fn = "logistic_loss"
     _checks.check_floating(fn, "logits", logits)
+    labels = _as_array(fn, "labels", labels)
     _check_same_shape(fn, "logits", logits, "labels", labels)
-    y = jnp.asarray(labels).astype(jnp.result_type(logits))
-    # softplus(z) - y z written as max(z, 0) - y z + log1p(exp(-|z|)): for y in {0, 1}
-    # the first two terms cancel exactly, so confident correct predictions keep
-    # their relative precision.
-    per_example = jnp.maximum(logits, 0) - y * logits + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    per_example = optax.losses.sigmoid_binary_cross_entropy(logits, labels)
     return _reduce(fn, per_example, reduction)
 
 
 def mse(predictions, targets, *, reduction: str = "mean"):
-    """Mean squared error ``(predictions - targets) ** 2``.
+    """Mean squared error ``(predictions - targets) ** 2``
+    (``optax.losses.squared_error``).
 
     Args:
       predictions: any shape ``(...)``, floating.
@@ -146,8 +182,9 @@ def mse(predictions, targets, *, reduction: str = "mean"):
     """
     fn = "mse"
     _checks.check_floating(fn, "predictions", predictions)
+    targets = _as_array(fn, "targets", targets)
     _check_same_shape(fn, "predictions", predictions, "targets", targets)
-    return _reduce(fn, jnp.square(predictions - targets), reduction)
+    return _reduce(fn, optax.losses.squared_error(predictions, targets), reduction)
 
 
 def accuracy(logits, labels, *, reduction: str = "mean"):
@@ -168,6 +205,7 @@ def accuracy(logits, labels, *, reduction: str = "mean"):
       0.5
     """
     fn = "accuracy"
+    labels = _as_array(fn, "labels", labels)
     kind = _class_targets(fn, logits, labels)
     target = labels if kind == "index" else jnp.argmax(labels, axis=-1)
     hits = (jnp.argmax(logits, axis=-1) == target).astype(jnp.result_type(logits))
@@ -192,6 +230,7 @@ def binary_accuracy(logits, labels, *, reduction: str = "mean"):
     """
     fn = "binary_accuracy"
     _checks.check_floating(fn, "logits", logits)
+    labels = _as_array(fn, "labels", labels)
     _check_same_shape(fn, "logits", logits, "labels", labels)
     hits = ((logits > 0) == (jnp.asarray(labels) > 0.5)).astype(jnp.result_type(logits))
     return _reduce(fn, hits, reduction)

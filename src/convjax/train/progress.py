@@ -1,13 +1,21 @@
-"""Progress display for :func:`convjax.train.fit`: tqdm if installed, else a text bar.
+"""Progress display for :func:`convjax.train.fit`: the bar is tqdm's; without tqdm,
+a plain line per block.
 
-tqdm is optional (runtime dependencies are jax, jaxlib and optax only). Modes:
+tqdm is optional (runtime dependencies are jax, jaxlib and optax only), so the
+fallback is one line of text per block (``eval_every`` steps)::
 
-* ``"auto"`` (or ``True``): a bar on a terminal, tqdm if importable, else the
-  built-in text bar; nothing at all when the stream is not a terminal (logs, CI).
-* ``"tqdm"``: tqdm, always (ImportError if it is missing).
-* ``"text"``: the built-in bar, always; on a terminal it redraws one line, elsewhere
-  it writes one line per update.
-* ``"none"`` (or ``False``): nothing.
+    fit [##########----------] 50/100 1.2e+03 step/s loss=0.12 eval_acc=0.9
+
+=========================  ==========================  ===============================
+``progress``               stream is a terminal        stream is not a terminal
+=========================  ==========================  ===============================
+``"auto"`` (or ``True``)   tqdm; plain lines without   nothing (logs, CI)
+                           tqdm
+``"tqdm"``                 tqdm (ValueError without    tqdm (ValueError without it)
+                           it)
+``"text"``                 the line, redrawn in place  a plain line per block
+``"none"`` (or ``False``)  nothing                     nothing
+=========================  ==========================  ===============================
 """
 
 from __future__ import annotations
@@ -66,12 +74,14 @@ class _Tqdm:
 
 
 class TextBar:
-    """A minimal progress bar: ``desc [#####-----] 50/100 1.2e+03 step/s loss=0.12``."""
+    """One line per update: ``desc [#####-----] 50/100 1.2e+03 step/s loss=0.12``;
+    ``redraw=True`` rewrites it in place (``\\r``) instead of starting a new line."""
 
-    def __init__(self, total: int, initial: int = 0, desc: str = "fit", stream=None, width=20):
+    def __init__(self, total: int, initial: int = 0, desc: str = "fit", stream=None, width=20,
+                 *, redraw: bool | None = None):
         self.total, self.desc, self.width = total, desc, width
         self.stream = stream if stream is not None else sys.stderr
-        self._tty = _isatty(self.stream)
+        self._tty = _isatty(self.stream) if redraw is None else bool(redraw)
         self._start_step, self._start_time = initial, time.perf_counter()
         self._drawn = False
 
@@ -120,10 +130,19 @@ def make_progress(mode: str, total: int, *, initial: int = 0, desc: str = "fit",
       initial: the step the run starts from (non-zero after a resume).
       desc: the label in front of the bar.
       stream: where to write (default ``sys.stderr``).
+
+    Returns:
+      See the table in the module docstring: tqdm's bar, a :class:`TextBar`, or an
+      object that draws nothing.
+
+    Raises:
+      ValueError: ``mode="tqdm"`` without tqdm installed (the message names ``desc``).
     """
     stream = stream if stream is not None else sys.stderr
-    if mode == "none" or (mode == "auto" and not _isatty(stream)):
+    tty = _isatty(stream)
+    if mode == "none" or (mode == "auto" and not tty):
         return _Null()
     if mode == "tqdm" or (mode == "auto" and _have_tqdm()):
         return _Tqdm(total, initial, desc, stream)
-    return TextBar(total, initial, desc, stream)
+    # "text" (redrawn on a terminal), or "auto" on a terminal without tqdm: plain lines
+    return TextBar(total, initial, desc, stream, redraw=tty and mode == "text")
