@@ -734,3 +734,20 @@ def test_resume_refuses_an_npz_symlinked_to_dev_zero(tmp_path):
     with pytest.raises(train.CheckpointError, match=r"step_000000004.npz` \(named by "
                        r"`.*step_000000004.json`\) is a symbolic link"):
         train.fit(checkpoint_dir=tmp_path, resume=True, **run)
+
+
+def test_unknown_key_impl_is_refused(tmp_path):
+    path, _ = saved(tmp_path)
+    edit_record(path, set_("['key']", "key_impl", value="nonsense"))
+    with pytest.raises(train.CheckpointError, match=r"checkpoint `.*step_000000004.json`: leaf "
+                       r"\['key'\]: key data of impl 'nonsense' cannot be wrapped"):
+        train.load_checkpoint(path, like())
+
+
+def test_key_impl_must_make_the_recorded_key_type(tmp_path):
+    tree = {"k": jax.random.key(0, impl="rbg")}
+    path = Path(train.save_checkpoint(tmp_path, 0, tree))
+    edit_record(path, set_("['k']", "key_impl", value="unsafe_rbg"))  # same data shape (4,)
+    with pytest.raises(train.CheckpointError, match=r"leaf \['k'\]: impl 'unsafe_rbg' makes "
+                       r"key<urbg> keys, the record says key<rbg>"):
+        train.load_checkpoint(path, tree)

@@ -921,13 +921,19 @@ def _leaf_reader(files: _Files, record: dict, i: int, is_step: bool):
     return read
 
 
-def _finish(entry, arr):
+def _finish(path: str, entry, arr):
     """A stored (host or device) array viewed back as the leaf's dtype, keys wrapped."""
     if "key_impl" in entry:
         try:
-            return jax.random.wrap_key_data(arr, impl=entry["key_impl"])
+            keys = jax.random.wrap_key_data(arr, impl=entry["key_impl"])
         except (TypeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"leaf {entry['path']}: key data cannot be wrapped: {e}") from e
+            raise CheckpointError(f"checkpoint `{path}`: leaf {entry['path']}: key data of "
+                                  f"impl {entry['key_impl']!r} cannot be wrapped: {e}") from e
+        if str(keys.dtype) != entry["dtype"]:
+            raise CheckpointError(f"checkpoint `{path}`: leaf {entry['path']}: impl "
+                                  f"{entry['key_impl']!r} makes {keys.dtype} keys, the record "
+                                  f"says {entry['dtype']}.")
+        return keys
     if "stored_as" in entry:
         return arr.view(jnp.dtype(entry["dtype"]))
     return arr
@@ -939,12 +945,12 @@ def _load_leaf(files: _Files, record: dict, i: int, like_leaf, is_step: bool):
     dims = tuple(entry["shape"]) + tuple(entry.get("key_shape", ()))
     sharding = getattr(like_leaf, "sharding", None)
     if not isinstance(like_leaf, jax.ShapeDtypeStruct) or sharding is None:
-        return _finish(entry, read((0,) * len(dims), dims))
+        return _finish(files.path, entry, read((0,) * len(dims), dims))
     if "key_impl" in entry:
         data = jax.make_array_from_callback(dims, sharding, lambda idx: read(*_box(idx, dims)))
-        return _finish(entry, data)
+        return _finish(files.path, entry, data)
     return jax.make_array_from_callback(
-        dims, sharding, lambda idx: _finish(entry, read(*_box(idx, dims)))
+        dims, sharding, lambda idx: _finish(files.path, entry, read(*_box(idx, dims)))
     )
 
 
@@ -994,11 +1000,6 @@ def load_checkpoint(path: str, like):
     with contextlib.ExitStack() as stack:
         files = _Files(path, record, stack)
         for i, (p, leaf) in enumerate(expected):
-            try:
-                out.append(_load_leaf(files, record, i, leaf, _step_named(p) and not
-                                      _is_key(leaf)))
-            except CheckpointError as e:
-                if path in str(e):
-                    raise
-                raise CheckpointError(f"checkpoint `{path}`: {e}") from e
+            is_step = _step_named(p) and not _is_key(leaf)
+            out.append(_load_leaf(files, record, i, leaf, is_step))
     return jax.tree_util.tree_unflatten(treedef, out), record["metadata"]
