@@ -2,22 +2,35 @@
 
 A checkpoint holds ``{"state": TrainState, "hyper": hyper, "history": {name: (n_blocks,
 ...)}}`` (see :mod:`convjax.train.checkpoint` for the files) and, as metadata, the run's
-settings record, the planned ``steps``, the number of history blocks and their dtypes.
+:class:`Identity` (settings record, fingerprints of key, data and optimizer, deliberate
+changes so far), the planned ``steps``, the number of history blocks and their dtypes.
+A resume refuses a checkpoint whose identity differs from the call's, except in what
+``allow_changes`` names.
 """
 
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from convjax.train import _fingerprint as fp
 from convjax.train import checkpoint as ckpt
 from convjax.train import devices as dev
 from convjax.train import sampling
 from convjax.train._block import Settings
 from convjax.train._validate import Options, shape_struct
+
+
+class Identity(NamedTuple):
+    """What a checkpoint records about its run, compared when resuming."""
+
+    settings: dict
+    fingerprints: dict
+    changes: list
 
 
 def settings_record(o: Options, s: Settings, n_runs, data, has_eval, hyper) -> dict:
@@ -38,13 +51,27 @@ def settings_record(o: Options, s: Settings, n_runs, data, has_eval, hyper) -> d
     }
 
 
-def start(o: Options, s: Settings, state, hyper, record):
-    """``(state, history, step)`` to start from: fresh, or the newest checkpoint's.
+def identity(o: Options, s: Settings, n_runs, key, data, eval_data, has_eval, optimizer,
+             hyper, params) -> Identity | None:
+    """This call's :class:`Identity` (None without a ``checkpoint_dir``: nothing to save)."""
+    if o.checkpoint_dir is None:
+        return None
+    prints = {
+        "key": fp.keys(key, o.many),
+        "data": fp.data(data),
+        "eval_data": fp.data(eval_data),
+        "optimizer": fp.optimizer(optimizer, s.factory, hyper, params, o.many),
+    }
+    return Identity(settings_record(o, s, n_runs, data, has_eval, hyper), prints, [])
+
+
+def start(o: Options, s: Settings, state, hyper, ident: Identity | None):
+    """``(state, history, step, identity)`` to start from: fresh, or the newest checkpoint's.
 
     Without ``resume`` the directory is created and must hold no checkpoint; with it the
     directory must exist, and an empty one starts from scratch.
     """
-    fresh = state, {}, 0
+    fresh = state, {}, 0, ident
     if o.checkpoint_dir is None:
         return fresh
     if not o.resume:
@@ -63,7 +90,7 @@ def start(o: Options, s: Settings, state, hyper, record):
     latest = ckpt.latest_checkpoint(o.checkpoint_dir)
     if latest is None:
         return fresh
-    return restore(o, s, latest, state, hyper, record)
+    return restore(o, s, latest, state, hyper, ident)
 
 
 def due(o: Options, step: int) -> bool:
@@ -71,12 +98,14 @@ def due(o: Options, step: int) -> bool:
     return o.checkpoint_dir is not None and (step % o.checkpoint_every == 0 or step == o.steps)
 
 
-def save(o: Options, step: int, state, hyper, history, record) -> None:
+def save(o: Options, step: int, state, hyper, history, ident: Identity) -> None:
     """Writes the checkpoint of ``step`` (from process 0; every process gathers first)."""
     stacked = {k: np.stack(v) for k, v in history.items()}
     tree = {"state": dev.to_host(state), "hyper": dev.to_host(hyper), "history": stacked}
     meta = {
-        "settings": record,
+        "settings": ident.settings,
+        "fingerprints": ident.fingerprints,
+        "changes": ident.changes,
         "steps": o.steps,
         "n_blocks": len(history["step"]),
         "history": {k: str(v.dtype) for k, v in stacked.items()},
@@ -86,29 +115,109 @@ def save(o: Options, step: int, state, hyper, history, record) -> None:
                              keep=o.keep_checkpoints)
 
 
-def restore(o: Options, s: Settings, path, state, hyper, record):
-    """``(state, history, step)`` from the checkpoint at ``path``, checked against this call.
+def restore(o: Options, s: Settings, path, state, hyper, ident: Identity):
+    """``(state, history, step, identity)`` from the checkpoint at ``path``.
 
-    The restored params must be finite, and so must the optimizer-state leaves that were
-    finite at this call's initialisation (``s.checked_state``): a resume never starts
-    from a bad state.
+    The checkpoint must belong to this run (:func:`_compare`), and its params and the
+    optimizer-state leaves that were finite at this call's initialisation
+    (``s.checked_state``) must be finite: a resume never starts from a bad state.
     """
     meta = ckpt.read_record(path)["metadata"]
-    saved = meta.get("settings")
-    if not isinstance(saved, dict) or "n_blocks" not in meta or "history" not in meta:
-        raise ckpt.CheckpointError(
-            f"{o.fn}: checkpoint `{path}` was not written by convjax.train."
-        )
-    _check_settings(o.fn, path, saved, record)
-    tree, _ = ckpt.load_checkpoint(path, _template(state, hyper, meta))
+    saved = Identity(*(ckpt.metadata_field(path, meta, k, dict if k != "changes" else list)
+                       for k in Identity._fields))
+    n_blocks = ckpt.metadata_field(path, meta, "n_blocks", int, minimum=0)
+    dtypes = ckpt.metadata_field(path, meta, "history", dict)
+    _compare_settings(o, path, saved, ident)
+    tree, _ = ckpt.load_checkpoint(path, _template(state, hyper, n_blocks, dtypes))
+    allowed = _compare(o, path, saved, ident)
     got_step = int(np.max(tree["state"].step))
     if got_step > o.steps:
         raise ValueError(
             f"{o.fn}: checkpoint `{path}` is at step {got_step}, beyond `steps` ({o.steps})."
         )
     _check_finite(o.fn, path, tree["state"], s.checked_state)
+    restored = tree["state"]
+    if "key" in allowed:  # continue with this call's key
+        restored = restored._replace(key=state.key)
+    changes = saved.changes + ([{"step": got_step, "changed": allowed}] if allowed else [])
     history = {k: list(v) for k, v in tree["history"].items()}
-    return tree["state"], history, got_step
+    return restored, history, got_step, ident._replace(changes=changes)
+
+
+def _exempt(o: Options) -> set:
+    """Settings entries a named change may alter: hyper with the optimizer, data shapes."""
+    allow = set(o.allow_changes)
+    return {k for k, name in (("hyper", "optimizer"), ("data", "data")) if name in allow}
+
+
+def _compare_settings(o: Options, path, saved: Identity, now: Identity) -> None:
+    """Refuses a checkpoint written with other settings (except what a change may alter)."""
+    exempt = _exempt(o)
+    settings = [f"{k}: checkpoint {saved.settings.get(k)!r}, this call {v!r}"
+                for k, v in now.settings.items()
+                if saved.settings.get(k) != v and k not in exempt]
+    if settings:
+        raise ckpt.CheckpointError(
+            f"{o.fn}: checkpoint `{path}` does not match this call's settings: "
+            + "; ".join(settings) + "."
+        )
+
+
+def _compare(o: Options, path, saved: Identity, now: Identity) -> dict:
+    """``{name: what differs}`` between the checkpoint's run and this call, all allowed.
+
+    Raises:
+      CheckpointError: a difference that ``allow_changes`` does not name, or an
+        optimizer change that alters the optimizer state's layout.
+    """
+    allow, exempt = set(o.allow_changes), _exempt(o)
+    diffs = _differences(saved, now)
+    if "optimizer" in diffs and diffs["optimizer"].startswith("its state"):
+        raise ckpt.CheckpointError(
+            f"{o.fn}: checkpoint `{path}`: optimizer: {diffs['optimizer']}; the optimizer "
+            "state cannot be carried over (a deliberate change must keep its layout, e.g. "
+            "a new learning rate)."
+        )
+    refused = {k: v for k, v in diffs.items() if k not in allow}
+    if refused:
+        raise ckpt.CheckpointError(
+            f"{o.fn}: checkpoint `{path}` was written by another run: "
+            + "; ".join(f"{k}: {v}" for k, v in refused.items())
+            + ". Resume with the same key, data, optimizer and settings, or pass "
+            f"allow_changes={tuple(sorted(refused))!r} to continue with these deliberately."
+        )
+    if "hyper" in exempt and saved.settings.get("hyper") != now.settings.get("hyper"):
+        diffs.setdefault("optimizer", "hyper differs")
+    if "data" in exempt and saved.settings.get("data") != now.settings.get("data"):
+        diffs.setdefault("data", "shapes differ")
+    return diffs
+
+
+def _differences(saved: Identity, now: Identity) -> dict:
+    """``{name: what differs}`` over the fingerprints."""
+    a, b = saved.fingerprints, now.fingerprints
+    out = {}
+    if a.get("key") != b["key"]:
+        runs = [r for r, (x, y) in enumerate(zip(a.get("key") or [], b["key"], strict=False))
+                if x != y]
+        out["key"] = ("the checkpoint's key differs from this call's" if len(b["key"]) == 1
+                      else f"the checkpoint's keys differ from this call's (runs {runs})")
+    for name in ("data", "eval_data"):
+        if a.get(name) != b[name]:
+            out[name] = _data_difference(a.get(name) or [], b[name])
+    saved_opt = a.get("optimizer")
+    problem = ("not recorded" if not isinstance(saved_opt, dict)
+               else fp.optimizer_differs(saved_opt, b["optimizer"]))
+    if problem:
+        out["optimizer"] = problem
+    return out
+
+
+def _data_difference(saved: list, now: list) -> str:
+    if [x[:3] for x in saved] != [x[:3] for x in now]:
+        return "its leaves, shapes or dtypes differ"
+    leaves = [x[0] for x, y in zip(saved, now, strict=True) if x[3] != y[3]]
+    return f"leaf {', '.join(leaves)} has other content (sampled elements differ)"
 
 
 def _check_finite(fn, path, state, checked_state) -> None:
@@ -125,28 +234,14 @@ def _check_finite(fn, path, state, checked_state) -> None:
             )
 
 
-def _check_settings(fn, path, saved: dict, record: dict) -> None:
-    diffs = [
-        f"{k}: checkpoint {saved.get(k)!r}, this call {v!r}"
-        for k, v in record.items()
-        if saved.get(k) != v
-    ]
-    if diffs:
-        raise ckpt.CheckpointError(
-            f"{fn}: checkpoint `{path}` does not match this call's settings: "
-            + "; ".join(diffs) + "."
-        )
-
-
-def _template(state, hyper, meta):
+def _template(state, hyper, n_blocks: int, dtypes: dict):
     """The pytree of shapes and dtypes ``load_checkpoint`` checks the files against."""
     lead = tuple(np.shape(state.step))
-    n_blocks = int(meta["n_blocks"])
     return {
         "state": jax.tree.map(lambda x: x if dev._is_key(x) else shape_struct(x), state),
         "hyper": None if hyper is None else jax.tree.map(shape_struct, hyper),
         "history": {  # "step" is shared by all runs: no runs axis
             k: jax.ShapeDtypeStruct((n_blocks,) + (() if k == "step" else lead), np.dtype(dtype))
-            for k, dtype in meta["history"].items()
+            for k, dtype in dtypes.items()
         },
     }

@@ -22,6 +22,8 @@ from convjax.train import progress as prog
 from convjax.train._block import Settings, apply_optimizer, make_optimizer
 
 NONFINITE = ("raise", "skip")
+CHANGES = ("key", "data", "eval_data", "optimizer")
+"""What ``allow_changes`` may name."""
 
 
 class Options(NamedTuple):
@@ -42,11 +44,12 @@ class Options(NamedTuple):
     keep_checkpoints: int | None
     resume: bool
     per_run_data: bool = False
+    allow_changes: tuple[str, ...] = ()
 
 
 def options(fn, many, *, steps, eval_every, batch_size, has_aux, on_nonfinite, progress,
             parallel, devices, checkpoint_dir, checkpoint_every, keep_checkpoints,
-            resume, per_run_data=False) -> Options:
+            resume, per_run_data=False, allow_changes=()) -> Options:
     """Checks the keyword settings that need no array and returns them normalised."""
     steps = _checks.as_positive_int(fn, "steps", steps)
     if eval_every is None:
@@ -70,9 +73,27 @@ def options(fn, many, *, steps, eval_every, batch_size, has_aux, on_nonfinite, p
         raise TypeError(
             f"{fn}: `per_run_data` must be True or False, got {per_run_data!r}."
         )
+    allow_changes = _allow_changes(fn, allow_changes, resume)
     return Options(fn, many, steps, eval_every, batch_size, bool(has_aux), on_nonfinite, mode,
                    parallel, devices, checkpoint_dir, checkpoint_every, keep_checkpoints,
-                   bool(resume), bool(per_run_data))
+                   bool(resume), bool(per_run_data), allow_changes)
+
+
+def _allow_changes(fn, allow_changes, resume) -> tuple[str, ...]:
+    names = CHANGES
+    if isinstance(allow_changes, str) or not isinstance(allow_changes, (tuple, list)):
+        raise TypeError(
+            f"{fn}: `allow_changes` must be a tuple of names among {names}, got "
+            f"{allow_changes!r}."
+        )
+    bad = [c for c in allow_changes if c not in names]
+    if bad:
+        raise ValueError(
+            f"{fn}: `allow_changes` may name {', '.join(map(repr, names))}, got {bad[0]!r}."
+        )
+    if allow_changes and not resume:
+        raise ValueError(f"{fn}: `allow_changes` needs `resume=True` (it is about resuming).")
+    return tuple(sorted(set(allow_changes)))
 
 
 def _checkpoint_options(fn, checkpoint_dir, checkpoint_every, resume, eval_every):

@@ -124,12 +124,13 @@ def _run(fn, loss_fn, optimizer, params, data, key, *, hyper, opt_state, eval_fn
     _validate(o, s, loss_fn, optimizer, eval_fn, params, opt_state, hyper, data, eval_data)
     state = _initial_state(o, optimizer, factory, params, opt_state, key, hyper)
     s = s._replace(checked_state=finite_leaves(state.opt_state))
-    record = _resume.settings_record(o, s, n_runs, data, eval_fn is not None, hyper)
-    state, history, start = _resume.start(o, s, state, hyper, record)
+    ident = _resume.identity(o, s, n_runs, key, data, eval_data, eval_fn is not None,
+                             optimizer, hyper, params)
+    state, history, start, ident = _resume.start(o, s, state, hyper, ident)
     state, hyper, data, eval_data = _place(o, mesh, s, state, hyper, data, eval_data)
     block = _BLOCKS.get(loss_fn, optimizer, eval_fn, s, o.many)
     state, history, step = _train(o, block, state, hyper, data, eval_data, history, start,
-                                  record)
+                                  ident)
     out_history = {k: np.stack(v, axis=-1) for k, v in history.items()}
     return FitResult(state.params, state.opt_state, out_history, step, dev.to_host(hyper))
 
@@ -220,7 +221,7 @@ def _place(o: val.Options, mesh, s: Settings, state, hyper, data, eval_data):
             dev.put(eval_data, data_sharding))
 
 
-def _train(o: val.Options, block, state, hyper, data, eval_data, history, start, record):
+def _train(o: val.Options, block, state, hyper, data, eval_data, history, start, ident):
     """Calls ``block`` until ``o.steps``; records, draws and checkpoints between blocks."""
     bar = prog.make_progress(o.progress, o.steps, initial=start, desc=o.fn)
     step = start
@@ -237,7 +238,7 @@ def _train(o: val.Options, block, state, hyper, data, eval_data, history, start,
                 history.setdefault(k, []).append(np.asarray(v))
             bar.update(step, {k: float(np.mean(v)) for k, v in row.items() if k != "step"})
             if _resume.due(o, step):
-                _resume.save(o, step, state, hyper, history, record)
+                _resume.save(o, step, state, hyper, history, ident)
     finally:
         bar.close()
     return state, history, step
@@ -286,6 +287,7 @@ def fit(
     checkpoint_every: int | None = None,
     keep_checkpoints: int | None = 3,
     resume: bool = False,
+    allow_changes: Sequence[str] = (),
     progress: bool | str = "auto",
     parallel: str | None = None,
     devices: Sequence | None = None,
@@ -351,9 +353,19 @@ def fit(
       keep_checkpoints: keep the newest this many (``None``: all).
       resume: continue from the newest checkpoint in ``checkpoint_dir`` (which must
         exist; when it holds none, training starts from scratch, so the same command
-        can be rerun after a crash). ``params``, ``key`` etc. must have the shapes
-        and settings the checkpoint was written with; ``steps`` may grow. The result
-        is bitwise identical to an uninterrupted run on the same machine.
+        can be rerun after a crash). The checkpoint must belong to this run: same
+        settings, key, data and eval data (fingerprints of sampled elements), and
+        optimizer (fingerprint of its state layout and of its first updates on probe
+        gradients); else :class:`CheckpointError` names what differs. ``steps`` may
+        grow. The result is bitwise identical to an uninterrupted run on the same
+        machine.
+      allow_changes: with ``resume``, names among ``"key"``, ``"data"``,
+        ``"eval_data"``, ``"optimizer"`` that may differ from the checkpoint's run on
+        purpose: e.g. ``("optimizer",)`` to continue with a new learning rate (the
+        optimizer state must keep its layout; ``hyper`` may change too), ``("data",)``
+        to continue on other data (its number of examples may change), ``("key",)``
+        to draw later minibatches from this call's key. Each resume that used it is
+        recorded in the checkpoints' metadata (``"changes"``: step and what differed).
       progress: ``"auto"`` (default; a bar only on a terminal), ``"tqdm"``,
         ``"text"``, ``"none"``, or True/False; shows step, loss and eval metrics,
         updated per block.
@@ -378,8 +390,9 @@ def fit(
         ``eval_every``.
       TypeError: non-floating params, a wrong ``optimizer`` / ``hyper`` combination.
       FileNotFoundError: ``resume=True`` with a missing ``checkpoint_dir``.
-      CheckpointError: a corrupted checkpoint, or one written with other shapes or
-        settings (the message names the file).
+      CheckpointError: a corrupted checkpoint, one written with other shapes or
+        settings, by another run (key, data, optimizer) unless ``allow_changes`` names
+        the difference, or one holding non-finite values (the message names the file).
       ValueError: also params that hold NaN or inf at initialisation.
       NonFiniteError: with ``on_nonfinite="raise"``, an update that produced NaN/inf.
 
@@ -398,8 +411,8 @@ def fit(
         batch_size=batch_size, eval_every=eval_every, eval_fn=eval_fn, eval_data=eval_data,
         has_aux=has_aux, hyper=hyper, opt_state=opt_state, on_nonfinite=on_nonfinite,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints, resume=resume, progress=progress,
-        parallel=parallel, devices=devices,
+        keep_checkpoints=keep_checkpoints, resume=resume, allow_changes=allow_changes,
+        progress=progress, parallel=parallel, devices=devices,
     )
 
 
@@ -423,6 +436,7 @@ def fit_many(
     checkpoint_every: int | None = None,
     keep_checkpoints: int | None = 3,
     resume: bool = False,
+    allow_changes: Sequence[str] = (),
     progress: bool | str = "auto",
     parallel: str | None = None,
     devices: Sequence | None = None,
@@ -491,6 +505,6 @@ def fit_many(
         batch_size=batch_size, eval_every=eval_every, eval_fn=eval_fn, eval_data=eval_data,
         has_aux=has_aux, hyper=hyper, opt_state=opt_state, on_nonfinite=on_nonfinite,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints, resume=resume, progress=progress,
-        parallel=parallel, devices=devices, per_run_data=per_run_data,
+        keep_checkpoints=keep_checkpoints, resume=resume, allow_changes=allow_changes,
+        progress=progress, parallel=parallel, devices=devices, per_run_data=per_run_data,
     )
