@@ -70,35 +70,33 @@ def config_for(size: str) -> dict:
 
 
 def models(cfg: dict):
-    """The CNN, its fully connected twin, and the structures of the two conv layers.
+    """The CNN, its fully connected twin (``nn.twin`` of the whole model: both conv
+    layers become their dense twins, the readout stays), and the structures of the
+    CNN's layers (``nn.structures``, aligned with its params).
 
     He-normal init for the relu layers (``Var = 2 / fan_in``; the dense twin's fan is
     its full input size, so the FCN from scratch gets the usual dense He init),
     LeCun-normal for the readout.
     """
     c, k, pad = cfg["channels"], cfg["kernel_size"], cfg["padding"]
-    vs = nn.initializers.variance_scaling
+    vs = jax.nn.initializers.variance_scaling
     he, lecun = vs(2.0, "fan_in", "normal"), vs(1.0, "fan_in", "normal")
     conv1 = nn.Conv1D(c, k, padding=pad, w_init=he, dtype=cfg["dtype"])
     conv2 = nn.Conv1D(c, k, padding=pad, w_init=he, dtype=cfg["dtype"])
     head = nn.Dense(1, w_init=lecun, dtype=cfg["dtype"])
     cnn = nn.serial(conv1, nn.Relu, conv2, nn.Relu, nn.Flatten(), head)
-    fcn = nn.serial(nn.twin(conv1, "none"), nn.Relu, nn.twin(conv2, "none"), nn.Relu,
-                    nn.Flatten(), head)
-    in_shape = (cfg["task"]["d"], 1)
-    s1 = nn.structure(conv1, in_shape)
-    s2 = nn.structure(conv2, conv1.init(jax.random.key(0), in_shape)[0])
-    return cnn, fcn, s1, s2
+    fcn = nn.twin(cnn, "dense")
+    return cnn, fcn, nn.structures(cnn, (cfg["task"]["d"], 1))
 
 
-def embed(cnn_params, s1, s2):
+def embed(cnn_params, ss):
     """CNN params -> the eFCN's params (the same function): conv layers -> dense twins."""
-    p1, a1, p2, a2, flat, p3 = cnn_params
-    return (nn.conv_to_dense(p1, s1), a1, nn.conv_to_dense(p2, s2), a2, flat, p3)
+    return nn.move(cnn_params, ss, "dense")
 
 
-def pooled_off_share(fcn_params, s1, s2):
+def pooled_off_share(fcn_params, ss):
     """Off-structure share of the squared norm of both dense layers together."""
+    s1, s2 = ss[0], ss[2]
     w1, w2 = fcn_params[0]["w"], fcn_params[2]["w"]
     n1, n2 = jnp.sum(w1**2), jnp.sum(w2**2)
     off = nn.off_structure_share(fcn_params[0], s1) * n1 + nn.off_structure_share(
@@ -109,7 +107,7 @@ def pooled_off_share(fcn_params, s1, s2):
 # ---- training ----------------------------------------------------------------------
 
 
-def make_fns(model, s1=None, s2=None):
+def make_fns(model, ss=None):
     """``loss_fn(params, batch)`` and ``eval_fn(params, batch)`` for ``model``."""
 
     def logits(params, x):
@@ -120,8 +118,8 @@ def make_fns(model, s1=None, s2=None):
 
     def eval_fn(params, batch):
         out = {"err": 1.0 - train.binary_accuracy(logits(params, batch["x"]), batch["y"])}
-        if s1 is not None:
-            out["off_share"] = pooled_off_share(params, s1, s2)
+        if ss is not None:
+            out["off_share"] = pooled_off_share(params, ss)
         return out
 
     return loss_fn, eval_fn
@@ -148,7 +146,7 @@ def main(argv=None) -> dict:
     train_data = {"x": train_set.x, "y": train_set.y}
     test_data = {"x": test_set.x, "y": test_set.y}
 
-    cnn, fcn, s1, s2 = models(cfg)
+    cnn, fcn, ss = models(cfg)
     in_shape = (cfg["task"]["d"], 1)
     keys = common.seed_keys(run.seeds)
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
@@ -181,7 +179,7 @@ def main(argv=None) -> dict:
     err_at_tw[0] = np.asarray(cnn_init_err["err"])
 
     # ---- the embedding: dense twins, same function (checked on the test set)
-    embed_runs = jax.jit(jax.vmap(lambda p: embed(p, s1, s2)))
+    embed_runs = jax.jit(jax.vmap(lambda p: embed(p, ss)))
 
     @jax.jit
     def output_gap(p_cnn, p_fcn, x):
@@ -202,8 +200,8 @@ def main(argv=None) -> dict:
     n_groups = len(t_ws) + 1
     run_keys = jnp.concatenate(
         [jax.vmap(lambda k, g=g: jax.random.fold_in(k, 100 + g))(keys) for g in range(n_groups)])
-    fcn_loss, fcn_eval = make_fns(fcn, s1, s2)
-    init_off = np.asarray(jax.jit(jax.vmap(lambda p: pooled_off_share(p, s1, s2)))(fcn_params))
+    fcn_loss, fcn_eval = make_fns(fcn, ss)
+    init_off = np.asarray(jax.jit(jax.vmap(lambda p: pooled_off_share(p, ss)))(fcn_params))
     res = train.fit_many(fcn_loss, fcn_params, sgd, train_data, run_keys,
                          steps=cfg["fcn_steps"], eval_every=cfg["fcn_eval_every"],
                          eval_fn=fcn_eval, **fit_kw)

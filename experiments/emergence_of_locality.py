@@ -67,7 +67,7 @@ def config_for(size: str) -> dict:
 def model_for(cfg: dict) -> nn.Layer:
     """``(D, 1) -> flatten -> Dense(K) -> erf -> Dense(1)``; first layer ``std =
     init_scale / sqrt(D)``."""
-    vs = nn.initializers.variance_scaling
+    vs = jax.nn.initializers.variance_scaling
     return nn.serial(
         nn.Flatten(),
         nn.Dense(cfg["hidden"], w_init=vs(cfg["init_scale"] ** 2, "fan_in", "normal"),

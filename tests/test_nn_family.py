@@ -33,7 +33,7 @@ def _setup(c, seed, dtype=np.float64):
         "local": {"w": draw(*s.local_filter_shape), "b": draw(lout, cout)},
         "dense": {"w": draw(*s.dense_shape), "b": draw(lout, cout)},
     }
-    layers = {"conv": conv, "local": nn.twin(conv, "per_position"), "dense": nn.twin(conv, "none")}
+    layers = {"conv": conv, "local": nn.twin(conv, "local"), "dense": nn.twin(conv, "dense")}
     x = draw(*c["batch"], c["L"], c["Cin"])
     return s, layers, params, x, rng
 
@@ -77,8 +77,8 @@ def test_embeddings_are_lossless_float32():
     conv = nn.Conv1D(6, 3, dtype=jnp.float32, precision=HI, **c["opts"])
     y = conv.apply(p["conv"], x)
     assert y.dtype == jnp.float32
-    for kind, params in (("per_position", nn.conv_to_local(p["conv"], s)),
-                         ("none", nn.conv_to_dense(p["conv"], s))):
+    for kind, params in (("local", nn.conv_to_local(p["conv"], s)),
+                         ("dense", nn.conv_to_dense(p["conv"], s))):
         got = nn.twin(conv, kind).apply(params, x)
         assert got.dtype == jnp.float32
         # float32: sums of 6 products of unit normals; 1e-5 is ~100 ulps of the outputs
@@ -256,3 +256,149 @@ def test_family_errors():
     with pytest.raises(ValueError, match=r"conv_to_local: `params` has unexpected keys "
                                          r"\['scale'\]"):
         nn.conv_to_local({**conv, "scale": jnp.ones(())}, s)
+
+
+# ---- whole models ---------------------------------------------------------------------------
+def _model():
+    """A serial model with linear layers of several settings (nested serial too) between
+    non-linear and parameter-free layers, and a plain Dense readout (no conv structure)."""
+    return nn.serial(
+        nn.Conv1D(4, 3, padding="same", precision=HI),
+        nn.Tanh,
+        nn.serial(nn.Conv1D(6, 2, stride=2, padding="causal", groups=2, dilation=2,
+                            precision=HI), nn.Relu),
+        nn.AvgPool1D(2, stride=1),
+        nn.Conv1D(3, 3, padding="full", flip=True, padding_mode="zeros", precision=HI),
+        nn.Gelu,
+        nn.Flatten(),
+        nn.Dense(2, precision=HI),
+    )
+
+
+SHAPE = (11, 2)
+
+
+def _model_params():
+    model = _model()
+    _, params = model.init(jax.random.key(0), (5, *SHAPE))
+    # random biases too (they init to zero), so that bias moves are checked
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    params = jax.tree_util.tree_unflatten(
+        tree, [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)])
+    x = jax.random.normal(jax.random.key(2), (5, *SHAPE))
+    return model, params, x
+
+
+def test_structures_of_a_model_are_aligned_with_its_params():
+    model, params, _ = _model_params()
+    ss = nn.structures(model, (5, *SHAPE))
+    assert [type(s).__name__ for s in ss] == [
+        "ConvStructure", "NoneType", "tuple", "NoneType", "ConvStructure", "NoneType",
+        "NoneType", "NoneType"]
+    assert ss[2][1] is None
+    assert ss[0] == nn.structure(nn.Conv1D(4, 3, padding="same"), SHAPE)
+    # the second conv reads the (11, 4) output of the first, the third the pooled (5, 6)
+    assert ss[2][0] == convjax.conv_structure((2, 2, 6), 11, stride=2, padding="causal",
+                                              groups=2, dilation=2)
+    assert ss[4] == convjax.conv_structure((3, 6, 3), 5, padding="full", flip=True)
+
+    def aligned(p, s):
+        if isinstance(s, tuple):
+            return isinstance(p, tuple) and len(p) == len(s) and all(map(aligned, p, s))
+        return isinstance(p, dict) if s is not None else True
+
+    assert aligned(params, ss)
+
+
+@pytest.mark.parametrize("to", ["local", "dense"])
+def test_a_moved_model_computes_what_the_model_did(to):
+    model, params, x = _model_params()
+    ss = nn.structures(model, SHAPE)
+    twin, moved = nn.twin(model, to), nn.move(params, ss, to)
+    np.testing.assert_allclose(jax.jit(twin.apply)(moved, x), jax.jit(model.apply)(params, x),
+                               rtol=1e-12, atol=1e-12)
+    # every linear layer with a structure is of kind `to`; the rest is untouched
+    for j in (0, 4):
+        assert nn.kind_of(moved[j], ss[j]) == to
+    assert nn.kind_of(moved[2][0], ss[2][0]) == to
+    assert moved[7] is params[7] and moved[1] is params[1] and moved[2][1] is params[2][1]
+    # the named embedding takes the model too
+    named = nn.conv_to_local if to == "local" else nn.conv_to_dense
+    for a, b in zip(jax.tree.leaves(named(params, ss)), jax.tree.leaves(moved), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_moving_a_model_down_recovers_the_conv_params():
+    """conv -> local -> dense -> local -> conv and dense -> conv give back the params
+    (every tap of these structures reads real input and no dense entry holds a sum)."""
+    model, params, x = _model_params()
+    ss = nn.structures(model, SHAPE)
+    local = nn.move(params, ss, "local")
+    dense = nn.move(local, ss, "dense")
+    for back in (nn.move(nn.move(dense, ss, "local"), ss, "conv"), nn.move(dense, ss, "conv"),
+                 nn.dense_to_conv(dense, ss), nn.local_to_conv(local, ss)):
+        for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(nn.twin(nn.twin(model, "dense"), "conv").apply(
+        nn.move(dense, ss, "conv"), x), model.apply(params, x), rtol=1e-12, atol=1e-12)
+
+
+def test_model_adjoint_maps_the_dense_gradient_to_the_conv_gradient():
+    model, params, x = _model_params()
+    ss = nn.structures(model, SHAPE)
+    dense = nn.twin(model, "dense")
+
+    def loss(m):
+        return lambda p: jnp.sum(m.apply(p, x) ** 2)
+
+    g_conv = jax.grad(loss(model))(params)
+    g_dense = jax.grad(loss(dense))(nn.move(params, ss, "dense"))
+    got = nn.move(g_dense, ss, "conv", method="adjoint")
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(g_conv), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_twin_of_a_model_keeps_the_other_layers():
+    model = _model()
+    twin = nn.twin(model, "dense")
+    inner = nn.layers.Serial
+    subs = twin.init.__self__.layers
+    orig = model.init.__self__.layers
+    assert subs[1] is orig[1] and subs[3] is orig[3] and subs[7] is orig[7]
+    assert nn.linear_spec(subs[0]).kind == "dense"
+    assert isinstance(subs[2].init.__self__, inner)
+    assert nn.linear_spec(subs[2].init.__self__.layers[0]).kind == "dense"
+    # twin back: the conv model again (equal specs)
+    back = nn.twin(twin, "conv").init.__self__.layers
+    assert nn.linear_spec(back[0]) == nn.linear_spec(orig[0])
+    assert nn.linear_spec(back[4]) == nn.linear_spec(orig[4])
+    assert nn.linear_spec(back[2].init.__self__.layers[0]) == \
+        nn.linear_spec(orig[2].init.__self__.layers[0])
+
+
+def test_whole_model_errors():
+    model, params, _ = _model_params()
+    ss = nn.structures(model, SHAPE)
+    with pytest.raises(ValueError, match=r"move: `s` has 8 entries but params is tuple of "
+                                         r"length 7"):
+        nn.move(params[:7], ss, "dense")
+    with pytest.raises(ValueError, match=r"conv_to_dense: `s` has 2 entries but params\[2\] "
+                                         r"is dict"):
+        nn.conv_to_dense(params[:2] + (params[0],) + params[3:], ss)
+    with pytest.raises(TypeError, match=r"move: `s` must be a ConvStructure, None, or a "
+                                        r"tuple/list of them .*got a Layer; pass its structure"):
+        nn.move(params, model, "dense")
+    with pytest.raises(ValueError, match=r"move: `to` must be one of 'conv', 'local', 'dense', "
+                                         r"got 'none' \(an old name, now 'dense'"):
+        nn.move(params, ss, "none")
+    with pytest.raises(TypeError, match=r"structure: `layer` is a serial model of 8 layers; "
+                                        r"use `nn.structures"):
+        nn.structure(model, SHAPE)
+    with pytest.raises(TypeError, match=r"serial.init: `input_shape` must be a tuple of ints "
+                                        r"\(layout \(\.\.\.\)\), got ArrayImpl of shape "
+                                        r"\(5, 11, 2\) and dtype float64; pass `x.shape`"):
+        model.init(jax.random.key(0), jnp.zeros((5, *SHAPE)))
+    with pytest.raises(ValueError, match=r"conv_to_local: `params` must be conv params .*got "
+                                         r"local params"):
+        nn.conv_to_local(nn.move(params, ss, "local"), ss)

@@ -133,3 +133,41 @@ def test_importers_refuse_objects_that_are_not_conv_modules():
     with pytest.raises(TypeError, match=r"conv1d_from_equinox: `conv` must be an "
                        r"equinox.nn.Conv1d \(no attribute 'weight'\), got object"):
         nn.conv1d_from_equinox(object())
+
+
+def test_importers_name_the_module_type_they_received():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"conv1d_from_torch: `module` must be a torch.nn.Conv1d "
+                       r"\(one spatial axis\), got Conv2d with kernel_size \(3, 3\) and a "
+                       r"weight of rank 4"):
+        nn.conv1d_from_torch(torch.nn.Conv2d(4, 8, 3))
+    with pytest.raises(TypeError, match=r"conv1d_from_torch: `module` must be a torch.nn.Conv1d, "
+                       r"got ConvTranspose1d, a transposed convolution"):
+        nn.conv1d_from_torch(torch.nn.ConvTranspose1d(4, 8, 3))
+
+
+def test_flax_and_equinox_importers_refuse_2d_modules():
+    eqx = pytest.importorskip("equinox")
+    conv2d = eqx.nn.Conv2d(2, 3, 3, key=jax.random.key(0))
+    with pytest.raises(TypeError, match=r"conv1d_from_equinox: `conv` must be an "
+                       r"equinox.nn.Conv1d \(one spatial axis\), got Conv2d"):
+        nn.conv1d_from_equinox(conv2d)
+    with pytest.raises(TypeError, match=r"from_equinox_conv1d_weights: `conv` must be an "
+                       r"equinox.nn.Conv1d \(one spatial axis\), got Conv2d"):
+        nn.interop.from_equinox_conv1d_weights(conv2d)
+    fnn = pytest.importorskip("flax.linen")
+    module = fnn.Conv(4, (3, 3))
+    variables = module.init(jax.random.key(0), jnp.ones((1, 6, 6, 2)))
+    with pytest.raises(ValueError, match=r"conv1d_from_flax: `module` must be a 1-D "
+                       r"flax.linen.Conv \(kernel_size of one entry\), got Conv with "
+                       r"kernel_size \(3, 3\)"):
+        nn.conv1d_from_flax(module, variables["params"])
+
+
+def test_layout_helpers_name_what_they_got():
+    with pytest.raises(ValueError, match=r"to_flax_conv: `params` must be Conv1D params .*got "
+                       r"ndarray of shape \(3, 2\) and dtype float64"):
+        nn.to_flax_conv(np.ones((3, 2)))
+    with pytest.raises(TypeError, match=r"torch_to_conv_weight: `weight` .*got an object of "
+                       r"type str"):
+        nn.interop.torch_to_conv_weight("w")

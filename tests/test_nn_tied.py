@@ -44,11 +44,11 @@ def _train(layer, params, opt, x, y, steps):
 
 
 @pytest.mark.parametrize("momentum", [None, 0.9], ids=["sgd", "momentum"])
-@pytest.mark.parametrize("kind", ["none", "per_position"])
+@pytest.mark.parametrize("kind", ["dense", "local"])
 def test_tied_gradient_follows_the_conv_sgd_trajectory(kind, momentum):
     conv, s, x, y, p = _problem()
     twin = nn.twin(conv, kind)
-    embed = nn.conv_to_dense if kind == "none" else nn.conv_to_local
+    embed = nn.conv_to_dense if kind == "dense" else nn.conv_to_local
     steps = 25
     p_conv = _train(conv, p, optax.sgd(0.5, momentum=momentum), x, y, steps)
     opt = optax.chain(nn.tied_gradient(s), optax.sgd(0.5, momentum=momentum))
@@ -63,7 +63,7 @@ def test_tied_gradient_follows_the_conv_sgd_trajectory(kind, momentum):
 
 def test_projected_gradient_stays_in_structure_but_is_not_conv_sgd():
     conv, s, x, y, p = _problem()
-    dense = nn.twin(conv, "none")
+    dense = nn.twin(conv, "dense")
     p_conv = _train(conv, p, optax.sgd(0.5), x, y, 10)
     opt = optax.chain(nn.projected_gradient(s), optax.sgd(0.5))
     p_proj = _train(dense, nn.conv_to_dense(p, s), opt, x, y, 10)
@@ -80,14 +80,14 @@ def test_projected_gradient_stays_in_structure_but_is_not_conv_sgd():
 
 def test_plain_dense_training_leaves_the_structure():
     conv, s, x, y, p = _problem()
-    p_dense = _train(nn.twin(conv, "none"), nn.conv_to_dense(p, s), optax.sgd(0.5), x, y, 5)
+    p_dense = _train(nn.twin(conv, "dense"), nn.conv_to_dense(p, s), optax.sgd(0.5), x, y, 5)
     assert float(nn.off_structure_share(p_dense, s)) > 1e-6
 
 
 def test_tied_within_local_keeps_zeros_but_unties():
     conv, s, x, y, p = _problem()
-    dense = nn.twin(conv, "none")
-    local = nn.twin(conv, "per_position")
+    dense = nn.twin(conv, "dense")
+    local = nn.twin(conv, "local")
     pl = nn.conv_to_local(p, s)
     p_local = _train(local, pl, optax.sgd(0.5), x, y, 5)
     opt = optax.chain(nn.tied_gradient(s, within="local"), optax.sgd(0.5))
@@ -102,7 +102,7 @@ def test_tied_within_local_keeps_zeros_but_unties():
 def test_serial_params_with_a_structure_per_layer():
     conv = nn.Conv1D(COUT, 3, precision=HI, **OPTS)
     s = nn.structure(conv, (L, CIN))
-    model = nn.serial(nn.twin(conv, "none"), nn.Tanh, nn.Flatten(), nn.Dense(1))
+    model = nn.serial(nn.twin(conv, "dense"), nn.Tanh, nn.Flatten(), nn.Dense(1))
     _, params = model.init(jax.random.key(1), (L, CIN))
     structures = (s, None, None, None)
     projected = nn.project_params(params, structures)
@@ -134,3 +134,31 @@ def test_tied_errors():
     with pytest.raises(ValueError, match=r"project_params: `structures` has 2 entries but "
                                          r"params is dict"):
         nn.project_params(p, (s, None))
+
+
+def test_tied_gradient_on_a_whole_model_from_structures():
+    """nn.structures gives the tree nn.tied_gradient takes: the dense twin of a whole
+    model follows the conv model's SGD step (one step, every layer)."""
+    model = nn.serial(nn.Conv1D(COUT, 3, precision=HI, **OPTS), nn.Tanh,
+                      nn.Conv1D(2, 3, padding="same", precision=HI), nn.Flatten(),
+                      nn.Dense(1, precision=HI))
+    ss = nn.structures(model, (L, CIN))
+    dense = nn.twin(model, "dense")
+    _, p = model.init(jax.random.key(4), (L, CIN))
+    x = jax.random.normal(jax.random.key(5), (8, L, CIN))
+    y = jax.random.normal(jax.random.key(6), (8, 1))
+
+    def loss(m):
+        return lambda q: jnp.mean((m.apply(q, x) - y) ** 2)
+
+    p_conv = _step(loss(model), p, optax.sgd(0.3))
+    opt = optax.chain(nn.tied_gradient(ss), optax.sgd(0.3))
+    p_dense = _step(loss(dense), nn.move(p, ss, "dense"), opt)
+    want = nn.move(p_conv, ss, "dense")
+    for a, b in zip(jax.tree.leaves(p_dense), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _step(loss, params, opt):
+    u, _ = opt.update(jax.grad(loss)(params), opt.init(params), params)
+    return optax.apply_updates(params, u)

@@ -4,10 +4,14 @@ family, on parameter pytrees.
 A layer is a :class:`Layer` NamedTuple of two pure functions,
 ``init(key, input_shape) -> (output_shape, params)`` and ``apply(params, x)``;
 params are plain dicts of arrays. :func:`Conv1D`, :func:`LocallyConnected1D` and
-:func:`Dense` are one linear mechanism (:class:`Linear1D`) with three tyings;
-:mod:`convjax.nn.family` moves params between them exactly, :mod:`convjax.nn.tied`
-trains a dense or locally connected twin inside the conv structure, and
-:mod:`convjax.nn.interop` imports torch / flax / equinox conv weights.
+:func:`Dense` are one linear mechanism (:class:`Linear1D`) in three KINDS,
+``"conv"``, ``"local"`` and ``"dense"``; :func:`twin` turns a layer or a whole
+:func:`serial` model into another kind and :mod:`convjax.nn.family` moves the
+params (of one layer, or of a whole model with :func:`structures`) exactly;
+:mod:`convjax.nn.tied` trains a dense or locally connected twin inside the conv
+structure; :mod:`convjax.nn.interop` imports torch / flax / equinox conv weights.
+Initializers are jax's own (:mod:`jax.nn.initializers`), handed the structural
+fans (:mod:`convjax.nn.initializers`).
 """
 
 from convjax.nn import family, initializers, interop, tied
@@ -37,7 +41,7 @@ from convjax.nn.interop import (
 )
 from convjax.nn.layers import (
     ACTIVATIONS,
-    TYINGS,
+    KINDS,
     Activation,
     AvgPool1D,
     Conv1D,
@@ -59,13 +63,14 @@ from convjax.nn.layers import (
     param_count,
     serial,
     structure,
+    structures,
     twin,
 )
 from convjax.nn.tied import project_params, projected_gradient, tied_gradient
 
 __all__ = [
     "ACTIVATIONS",
-    "TYINGS",
+    "KINDS",
     "Activation",
     "AvgPool1D",
     "Conv1D",
@@ -110,6 +115,7 @@ __all__ = [
     "projected_gradient",
     "serial",
     "structure",
+    "structures",
     "tied",
     "tied_gradient",
     "to_flax_conv",

@@ -1,11 +1,11 @@
-"""Exact moves of params between the three linear layers of one structure.
+"""Exact moves of params between the three kinds of linear layer of one structure.
 
 Given the :class:`~convjax.tying.ConvStructure` ``s`` of a layer (from
-:func:`convjax.nn.structure`), params move between
+:func:`convjax.nn.structure`), params move between the kinds
 
-* conv (tying ``"shared"``): ``{"w": (K, Cin//g, Cout), "b": (Cout,)}``,
-* local (``"per_position"``): ``{"w": (Lout, K, Cin//g, Cout), "b": (Lout, Cout)}``,
-* dense (``"none"``): ``{"w": (Lout*Cout, L*Cin), "b": (Lout, Cout)}``,
+* ``"conv"``: ``{"w": (K, Cin//g, Cout), "b": (Cout,)}``,
+* ``"local"``: ``{"w": (Lout, K, Cin//g, Cout), "b": (Lout, Cout)}``,
+* ``"dense"``: ``{"w": (Lout*Cout, L*Cin), "b": (Lout, Cout)}``,
 
 (``"b"`` optional; it moves with ``"w"`` when present) by three kinds of maps:
 
@@ -28,6 +28,19 @@ embeddings (lossless)      projections back (nearest)   adjoints (for gradients)
   the gradient of the bigger twin to the gradient of the smaller one (the chain
   rule for a shared weight).
 
+WHOLE MODELS: every move (the nine maps above and :func:`move`) also takes, in
+place of ``s``, the tree of structures of a :func:`~convjax.nn.serial` model
+(:func:`convjax.nn.structures`: a tuple aligned with the model's params, a
+ConvStructure for each linear layer with a conv structure, ``None`` for the
+others) and the model's params; it moves every treated layer and passes every
+other layer's params through unchanged (the same object). With
+:func:`convjax.nn.twin` for the model::
+
+    ss = nn.structures(model, input_shape)
+    dense_model = nn.twin(model, "dense")
+    dense_params = nn.move(params, ss, "dense")   # dense_model computes what model did
+    back = nn.move(dense_params, ss, "conv")      # the nearest conv model
+
 How far a dense or local layer is from the conv family: :func:`off_structure_share`
 (share of the squared weight norm sitting at structural zeros: what
 :func:`dense_to_local` drops) and :func:`distance_to_conv` (relative distance to
@@ -36,13 +49,15 @@ the nearest convolution).
 
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 
 from convjax import _checks
+from convjax.nn._describe import short
+from convjax.nn.layers import KINDS, Layer, check_kind
 from convjax.tying import ConvStructure
-
-KINDS = ("conv", "local", "dense")
 
 
 def kind_of(params, s: ConvStructure, *, fn: str = "kind_of") -> str:
@@ -55,9 +70,11 @@ def kind_of(params, s: ConvStructure, *, fn: str = "kind_of") -> str:
     """
     _check_structure(fn, s)
     if not isinstance(params, dict) or "w" not in params:
+        got = (f"dict with keys {sorted(map(str, params))}" if isinstance(params, dict)
+               else short(params))
         raise TypeError(
             f"{fn}: `params` must be a dict {{'w': ..., 'b': ...}} of a Conv1D, "
-            f"LocallyConnected1D or Dense layer, got {type(params).__name__}."
+            f"LocallyConnected1D or Dense layer, got {got}."
         )
     shape = tuple(np.shape(params["w"]))
     for kind, want in zip(KINDS, _w_shapes(s), strict=True):
@@ -82,8 +99,70 @@ def _check_structure(fn: str, s) -> None:
     if not isinstance(s, ConvStructure):
         raise TypeError(
             f"{fn}: `s` must be a ConvStructure (from `convjax.nn.structure(layer, "
-            f"input_shape)` or `convjax.conv_structure`), got {type(s).__name__}."
+            f"input_shape)` or `convjax.conv_structure`), got {_what(s)}."
         )
+
+
+def _what(s) -> str:
+    if isinstance(s, Layer):
+        return "a Layer; pass its structure, `nn.structure(layer, input_shape)`"
+    return type(s).__name__
+
+
+# ---- whole models -------------------------------------------------------------
+def check_structures(fn: str, structures, arg: str = "structures") -> None:
+    """Raises TypeError unless ``structures`` is a ConvStructure, None or a (nested)
+    tuple/list of them."""
+    if structures is None or isinstance(structures, ConvStructure):
+        return
+    if isinstance(structures, (tuple, list)) and not isinstance(structures, Layer):
+        for st in structures:
+            check_structures(fn, st, arg)
+        return
+    raise TypeError(
+        f"{fn}: `{arg}` must be a ConvStructure, None, or a tuple/list of them aligned "
+        f"with the params (from `nn.structures(model, input_shape)`), got {_what(structures)}."
+    )
+
+
+def map_structures(fn: str, f, params, structures, *, arg: str = "structures",
+                   path: str = "params"):
+    """Applies ``f(layer_params, s)`` to the params of every layer that ``structures``
+    gives a ConvStructure; params under ``None`` are returned unchanged (the same
+    objects); tuples and lists keep their type.
+
+    Raises:
+      ValueError: a tuple of structures whose length differs from the params'.
+      TypeError: ``structures`` is not a ConvStructure, None or a tuple/list of them.
+    """
+    if structures is None:
+        return params
+    if isinstance(structures, ConvStructure):
+        return f(params, structures)
+    check_structures(fn, structures, arg)
+    if not isinstance(params, (tuple, list)) or len(params) != len(structures):
+        got = type(params).__name__ + (f" of length {len(params)}"
+                                       if isinstance(params, (tuple, list)) else "")
+        raise ValueError(
+            f"{fn}: `{arg}` has {len(structures)} entries but {path} is {got}; give one "
+            f"entry (a ConvStructure or None) per layer of the serial params."
+        )
+    out = [map_structures(fn, f, p, st, arg=arg, path=f"{path}[{j}]")
+           for j, (p, st) in enumerate(zip(params, structures, strict=True))]
+    return type(params)(out)
+
+
+def _layerwise(f):
+    """Lets a one-layer move ``f(params, s)`` take a model's structures and params."""
+
+    @functools.wraps(f)
+    def wrapper(params, s, *args, **kwargs):
+        if isinstance(s, ConvStructure):
+            return f(params, s, *args, **kwargs)
+        return map_structures(f.__name__, lambda p, st: f(p, st, *args, **kwargs), params, s,
+                              arg="s")
+
+    return wrapper
 
 
 def _take(fn: str, params, s: ConvStructure, kind: str):
@@ -97,7 +176,10 @@ def _take(fn: str, params, s: ConvStructure, kind: str):
         )
     extra = set(params) - {"w", "b"}
     if extra:
-        raise ValueError(f"{fn}: `params` has unexpected keys {sorted(extra)}.")
+        raise ValueError(
+            f"{fn}: `params` has unexpected keys {sorted(extra)} (a linear layer's params "
+            f"are {{'w', 'b'}})."
+        )
     b = params.get("b")
     if b is not None and tuple(np.shape(b)) != _b_shape(s, kind):
         raise ValueError(
@@ -116,6 +198,7 @@ def _spread(b, s: ConvStructure):
 
 
 # ---- embeddings -----------------------------------------------------------
+@_layerwise
 def conv_to_local(params, s: ConvStructure):
     """Conv params -> the locally connected twin's params (same function).
 
@@ -133,6 +216,7 @@ def conv_to_local(params, s: ConvStructure):
     return _out(s.conv_to_local(w), None if b is None else _spread(b, s))
 
 
+@_layerwise
 def local_to_dense(params, s: ConvStructure):
     """Locally connected params -> the dense twin's params (same function):
     ``w`` becomes ``s.local_dense(w)``, the bias is unchanged."""
@@ -140,6 +224,7 @@ def local_to_dense(params, s: ConvStructure):
     return _out(s.local_dense(w), b)
 
 
+@_layerwise
 def conv_to_dense(params, s: ConvStructure):
     """Conv params -> the dense twin's params (same function): ``w`` becomes the
     matrix ``T(w) == conv_matrix(w, L, ...)``, the bias is copied to every position."""
@@ -148,6 +233,7 @@ def conv_to_dense(params, s: ConvStructure):
 
 
 # ---- projections back (nearest) -------------------------------------------
+@_layerwise
 def local_to_conv(params, s: ConvStructure):
     """Locally connected params -> the nearest conv params (in parameter space):
     each tap is the AVERAGE of its live copies, the bias the average over positions.
@@ -156,6 +242,7 @@ def local_to_conv(params, s: ConvStructure):
     return _out(s.local_to_conv_nearest(w), None if b is None else jnp.mean(b, axis=0))
 
 
+@_layerwise
 def dense_to_local(params, s: ConvStructure):
     """Dense params -> the nearest locally connected params (least squares in the
     dense matrix): DROPS every off-structure weight (see :func:`off_structure_share`
@@ -164,6 +251,7 @@ def dense_to_local(params, s: ConvStructure):
     return _out(s.local_nearest(w), b)
 
 
+@_layerwise
 def dense_to_conv(params, s: ConvStructure):
     """Dense params -> the nearest conv params: ``w`` is
     ``argmin_v ||T(v) - w||_F`` (drops off-structure weights, averages copies), the
@@ -174,6 +262,7 @@ def dense_to_conv(params, s: ConvStructure):
 
 
 # ---- adjoints ---------------------------------------------------------------
+@_layerwise
 def local_to_conv_adjoint(params, s: ConvStructure):
     """Adjoint of :func:`conv_to_local`: SUMS each tap over its live positions and
     the bias over positions. Maps a local gradient to the conv gradient."""
@@ -181,6 +270,7 @@ def local_to_conv_adjoint(params, s: ConvStructure):
     return _out(s.local_to_conv_adjoint(w), None if b is None else jnp.sum(b, axis=0))
 
 
+@_layerwise
 def dense_to_local_adjoint(params, s: ConvStructure):
     """Adjoint of :func:`local_to_dense`: each untied weight gets the sum of the
     dense entries it sits in (off-structure entries are dropped)."""
@@ -188,6 +278,7 @@ def dense_to_local_adjoint(params, s: ConvStructure):
     return _out(s.local_adjoint(w), b)
 
 
+@_layerwise
 def dense_to_conv_adjoint(params, s: ConvStructure):
     """Adjoint of :func:`conv_to_dense`: ``T*``, SUMS each weight over its copies,
     the bias over positions. Maps a dense gradient to the conv gradient."""
@@ -205,13 +296,44 @@ _ADJOINT = {("local", "conv"): local_to_conv_adjoint,
             ("dense", "conv"): dense_to_conv_adjoint}
 
 
-def move(params, s: ConvStructure, to: str, *, method: str = "nearest"):
-    """Moves params to the twin of kind ``to`` (``"conv"``, ``"local"``, ``"dense"``):
-    an embedding upwards (conv -> local -> dense), a projection downwards with
-    ``method="nearest"`` or the adjoint with ``method="adjoint"``; identity when
-    ``params`` already are of kind ``to``."""
-    to = _checks.check_choice("move", "to", to, KINDS)
+def move(params, s, to: str, *, method: str = "nearest"):
+    """Moves params to the twin of kind ``to``: an embedding upwards (conv -> local ->
+    dense), a projection downwards with ``method="nearest"`` or the adjoint with
+    ``method="adjoint"``; identity when ``params`` already are of kind ``to``.
+
+    Args:
+      params: one linear layer's params ``{"w", "b"}``, or a :func:`~convjax.nn.serial`
+        model's params (a tuple).
+      s: the layer's ConvStructure, or the model's structures
+        (:func:`convjax.nn.structures`; ``None`` entries pass their params through).
+      to: ``"conv"``, ``"local"`` or ``"dense"``.
+      method: ``"nearest"`` (default) or ``"adjoint"``, for the moves downwards.
+
+    Returns:
+      Params of the same form, every treated layer of kind ``to``.
+
+    Raises:
+      ValueError: unknown ``to`` or ``method``, params that fit none of the shapes of
+        their structure, structures not aligned with the params.
+      TypeError: ``s`` is not a ConvStructure or a tree of them.
+
+    Example:
+      >>> import jax, convjax
+      >>> from convjax import nn
+      >>> model = nn.serial(nn.Conv1D(4, 3), nn.Relu, nn.Flatten(), nn.Dense(1))
+      >>> _, params = model.init(jax.random.key(0), (8, 2))
+      >>> ss = nn.structures(model, (8, 2))
+      >>> dense = nn.move(params, ss, "dense")
+      >>> dense[0]["w"].shape, dense[3] is params[3]
+      ((24, 16), True)
+    """
+    to = check_kind("move", "to", to)
     method = _checks.check_choice("move", "method", method, ("nearest", "adjoint"))
+    return map_structures("move", lambda p, st: _move_layer(p, st, to, method), params, s,
+                          arg="s")
+
+
+def _move_layer(params, s: ConvStructure, to: str, method: str):
     src = kind_of(params, s, fn="move")
     if src == to:
         return dict(params)
@@ -258,6 +380,7 @@ def distance_to_conv(params, s: ConvStructure):
 
 __all__ = [
     "KINDS",
+    "check_structures",
     "conv_to_dense",
     "conv_to_local",
     "dense_to_conv",
@@ -269,6 +392,7 @@ __all__ = [
     "local_to_conv",
     "local_to_conv_adjoint",
     "local_to_dense",
+    "map_structures",
     "move",
     "off_structure_share",
 ]

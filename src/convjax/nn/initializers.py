@@ -1,150 +1,255 @@
-"""Weight initialisers whose fans come from the layer's STRUCTURE, not its shape.
+"""How a layer hands its weight to a jax initializer so that the fans are STRUCTURAL.
 
-An initialiser here is a pure function
-``init(key, shape, dtype, *, fan_in, fan_out) -> array``. The layer passes the
-fans it knows from its tying structure:
+The layers take any initializer with jax's signature ``init(key, shape, dtype) ->
+array``: everything in :mod:`jax.nn.initializers` (``lecun_normal()``,
+``he_normal()``, ``glorot_uniform()``, ``variance_scaling(...)``, ``normal(0.01)``,
+``zeros``, ...) and the same functions re-exported as ``flax.linen.initializers``.
+convjax has no initializers of its own.
 
-============================  ==========================  =========================
-layer                         ``fan_in``                  ``fan_out``
-============================  ==========================  =========================
-convolutional (tied)          ``K * Cin / groups``        ``K * Cout / groups / stride``
-locally connected (untied)    ``K * Cin / groups``        ``K * Cout / groups / stride``
-fully connected               ``L * Cin`` (inputs)        ``Lout * Cout`` (outputs)
-============================  ==========================  =========================
+A variance-scaling initializer reads its fans from the shape it is given, with
+its default axes (``in_axis=-2``, ``out_axis=-1``, no batch axis; the remaining
+axes are the receptive field)::
 
-``fan_in`` is the number of structural nonzeros in a row of the layer's dense
-matrix (one output unit), ``fan_out`` the (interior, average) number in a column
-(one input unit). Deriving the fans from the shape of the weight array goes wrong
-for the untied layer, whose weight ``(Lout, K, Cin/g, Cout)`` has an extra axis
-that is NOT summed over by any one output: counting it (as ``flax.linen.ConvLocal``
-does through its flattened kernel) makes the weights ``sqrt(Lout)`` times too small.
-With the fans above a convolution, its locally connected twin and a fully
-connected layer all start with output variance ``scale * Var(x)`` per unit.
+    fan_in = prod(shape) / shape[-1]        fan_out = prod(shape) / shape[-2]
+
+The fans that matter are the layer's STRUCTURAL ones: ``fan_in`` is the number of
+weights one output unit sums over (the nonzeros in a row of the layer's dense
+matrix), ``fan_out`` the number of output units one input unit feeds (per
+position, in the interior). So the layer does not hand the initializer its
+weight array's shape; it hands it a VIEW whose counts are the structural ones and
+builds the weight from one or several draws (:func:`weight_view`,
+:func:`init_weight`):
+
+=========  ======================  ==============================  =======  =========
+kind       params['w']             the initializer is called on    fan_in   fan_out
+=========  ======================  ==============================  =======  =========
+conv, g=1  (K, Cin, Cout)          (K, Cin, Cout)                  K*Cin    K*Cout
+conv, g>1  (K, Cin/g, Cout)        (K, Cin/g, Cout/g) per group    K*Cin/g  K*Cout/g
+local      (Lout, K, Cin/g, Cout)  the conv view per position      K*Cin/g  K*Cout/g
+dense      (Lout*Cout, L*Cin)      (L*Cin, Lout*Cout), transposed  L*Cin    Lout*Cout
+Dense(n)   (n, F)                  (F, n), transposed              F        n
+=========  ======================  ==============================  =======  =========
+
+(``g`` = ``groups``; "per group": the ``g`` draws side by side along ``Cout``;
+"per position": one draw for each of the ``Lout`` output positions.)
+
+Separate draws use keys split from the layer's key (``jax.vmap`` over them), so
+a locally connected layer starts as ``Lout`` independent convolutions of the same
+scale, and a conv, its locally connected twin and its dense twin start at the
+same activation scale (``Var(y) = scale * Var(x)`` per unit for
+``variance_scaling(scale, "fan_in", ...)``). Handing the initializer the weight's
+own shape would count the ``Lout`` axis of the locally connected weight as
+receptive field (as ``flax.linen.ConvLocal`` does through its flattened kernel),
+making the weights ``sqrt(Lout)`` times too small, and would read the dense
+matrix ``(out, in)`` the wrong way round.
+
+The stride is not counted in ``fan_out`` (a shape cannot carry the fractional
+``K*Cout/(g*stride)``); neither jax nor flax counts it. Initializers built with
+other axes (``variance_scaling(..., in_axis=0)``) see the same views and count
+their own way.
+
+Biases: ``b_init(key, (Cout,), dtype)`` for a conv and a plain ``Dense(n)``
+(``(n,)``); once per output position for the ``(Lout, Cout)`` bias of the local
+and dense kinds. The default is :func:`jax.nn.initializers.zeros`.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from convjax import _checks
+from convjax.nn._describe import short
 
 Initializer = Callable[..., jax.Array]
 
-MODES = ("fan_in", "fan_out", "fan_avg")
-DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
+VIEW_KINDS = ("conv", "local", "dense")
 
-# std of a standard normal truncated to [-2, 2]; dividing by it restores unit variance.
-_TRUNC_STD = 0.87962566103423978
+#: the default weight initializer of the linear layers (truncated normal, ``1/fan_in``)
+DEFAULT_W_INIT: Initializer = jax.nn.initializers.lecun_normal()
+#: the default bias initializer
+DEFAULT_B_INIT: Initializer = jax.nn.initializers.zeros
 
 
-def variance_scaling(scale: float, mode: str, distribution: str) -> Initializer:
-    """Variance-scaling initialiser: ``Var(w) = scale / n`` with ``n`` the fan
-    chosen by ``mode``.
+def check_initializer(fn: str, name: str, init) -> None:
+    """Raises TypeError unless ``init`` looks like ``init(key, shape, dtype)``.
+
+    Catches the old convjax signature ``(key, shape, dtype, *, fan_in, fan_out)``
+    (required keyword-only arguments) with a message that says what to use instead.
+    """
+    if not callable(init):
+        raise TypeError(
+            f"{fn}: `{name}` must be an initializer `init(key, shape, dtype) -> array` "
+            f"(e.g. jax.nn.initializers.lecun_normal()), got {short(init)}."
+        )
+    try:
+        sig = inspect.signature(init)
+    except (TypeError, ValueError):  # builtins without a signature: trust the caller
+        return
+    required_kw = [p.name for p in sig.parameters.values()
+                   if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if required_kw:
+        raise TypeError(
+            f"{fn}: `{name}` must be an initializer `init(key, shape, dtype) -> array` "
+            f"(e.g. jax.nn.initializers.lecun_normal()); this one requires the keyword "
+            f"argument(s) {', '.join(required_kw)}: the old convjax signature `(key, shape, "
+            f"dtype, *, fan_in, fan_out)` is gone, the layer now hands the initializer a "
+            f"shape whose fans are the structural ones (see CHANGELOG.md)."
+        )
+
+
+def weight_view(kind: str, w_shape, *, groups: int = 1) -> tuple[int, ...]:
+    """The shape one call of the initializer sees for a weight of ``w_shape``.
 
     Args:
-      scale: positive float.
-      mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"`` (mean of the two).
-      distribution: ``"truncated_normal"`` (at two standard deviations, rescaled
-        to the target variance), ``"normal"`` or ``"uniform"``.
+      kind: ``"conv"`` (``w_shape == (K, Cin/g, Cout)``), ``"local"``
+        (``(Lout, K, Cin/g, Cout)``) or ``"dense"`` (``(n_out, n_in)``).
+      w_shape: the weight's shape.
+      groups: the layer's ``groups`` (conv and local).
 
     Returns:
-      ``init(key, shape, dtype, *, fan_in, fan_out) -> array`` of ``shape``.
+      The view: ``(K, Cin/g, Cout/g)`` for conv and local (drawn once per group and,
+      for local, once per position), ``(n_in, n_out)`` for dense.
 
     Raises:
-      ValueError: non-positive scale, unknown mode or distribution.
+      ValueError: unknown ``kind``, a shape of the wrong rank, or ``Cout`` not
+        divisible by ``groups``.
+
+    Example:
+      >>> weight_view("local", (14, 3, 2, 8), groups=2)
+      (3, 2, 4)
+      >>> weight_view("dense", (112, 64))
+      (64, 112)
+    """
+    fn = "weight_view"
+    if kind not in VIEW_KINDS:
+        raise ValueError(
+            f"{fn}: `kind` must be one of {', '.join(map(repr, VIEW_KINDS))}, got {kind!r}."
+        )
+    shape = tuple(int(d) for d in w_shape)
+    rank = {"conv": 3, "local": 4, "dense": 2}[kind]
+    if len(shape) != rank:
+        raise ValueError(
+            f"{fn}: a {kind} weight must have rank {rank}, got `w_shape`={shape}."
+        )
+    if kind == "dense":
+        return (shape[1], shape[0])
+    k, cin_g, cout = shape[-3:]
+    if groups < 1 or cout % groups:
+        raise ValueError(
+            f"{fn}: Cout={cout} (the last axis of `w_shape`={shape}) must be divisible by "
+            f"`groups`={groups}."
+        )
+    return (k, cin_g, cout // groups)
+
+
+def view_fans(view) -> tuple[float, float]:
+    """``(fan_in, fan_out)`` that a variance-scaling initializer with its default axes
+    reads from ``view``: ``prod / view[-1]`` and ``prod / view[-2]``.
+
+    Example:
+      >>> view_fans((3, 4, 8))
+      (12.0, 24.0)
+    """
+    n = math.prod(view)
+    return n / view[-1], n / view[-2]
+
+
+def init_weight(init: Initializer, key, kind: str, w_shape, dtype, *, groups: int = 1,
+                fn: str = "init_weight", name: str = "w_init") -> jax.Array:
+    """Draws a weight of ``w_shape`` from ``init`` through its structural view.
+
+    Args:
+      init: ``init(key, shape, dtype) -> array``, e.g. from :mod:`jax.nn.initializers`.
+      key: a PRNG key.
+      kind: ``"conv"``, ``"local"`` or ``"dense"``; see :func:`weight_view`.
+      w_shape: the weight's shape: ``(K, Cin/g, Cout)``, ``(Lout, K, Cin/g, Cout)``
+        or ``(n_out, n_in)``.
+      dtype: the parameter dtype.
+      groups: the layer's ``groups``.
+      fn, name: the function and argument named in error messages.
+
+    Returns:
+      An array of ``w_shape`` and ``dtype``: for conv the per-group draws of the
+      view side by side along ``Cout``; for local one such draw per position; for
+      dense the transposed draw.
+
+    Raises:
+      ValueError, TypeError: the initializer fails on the view or returns another
+        shape (the message names ``fn``, ``name`` and the view).
 
     Example:
       >>> import jax
-      >>> init = variance_scaling(2.0, "fan_in", "normal")
-      >>> init(jax.random.key(0), (3, 4, 8), "float32", fan_in=12, fan_out=24).shape
-      (3, 4, 8)
+      >>> w = init_weight(jax.nn.initializers.he_normal(), jax.random.key(0), "local",
+      ...                 (14, 3, 4, 8), "float32")
+      >>> w.shape
+      (14, 3, 4, 8)
     """
-    fn = "variance_scaling"
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{fn}: `scale` must be a float, got {scale!r}.")
-    if not scale > 0:
-        raise ValueError(f"{fn}: `scale` must be > 0, got {scale!r}.")
-    mode = _checks.check_choice(fn, "mode", mode, MODES)
-    distribution = _checks.check_choice(fn, "distribution", distribution, DISTRIBUTIONS)
-    scale = float(scale)
-
-    def init(key, shape, dtype, *, fan_in, fan_out):
-        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
-        if not n > 0:
-            raise ValueError(f"{fn}: the {mode} must be > 0, got {n!r}.")
-        std = np.sqrt(scale / n)
-        if distribution == "truncated_normal":
-            z = jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
-            return z * jnp.asarray(std / _TRUNC_STD, dtype)
-        if distribution == "normal":
-            return jax.random.normal(key, shape, dtype) * jnp.asarray(std, dtype)
-        lim = np.sqrt(3.0) * std
-        return jax.random.uniform(key, shape, dtype, -lim, lim)
-
-    return init
+    view = weight_view(kind, w_shape, groups=groups)
+    w_shape = tuple(int(d) for d in w_shape)
+    if kind == "dense":
+        return _call(fn, name, init, key, view, dtype).T
+    if kind == "conv":
+        return _conv_draw(fn, name, init, key, view, dtype, groups)
+    keys = jax.random.split(key, w_shape[0])
+    return jax.vmap(lambda k: _conv_draw(fn, name, init, k, view, dtype, groups))(keys)
 
 
-def lecun_normal() -> Initializer:
-    """``Var(w) = 1 / fan_in``, truncated normal (for tanh/linear, SELU)."""
-    return variance_scaling(1.0, "fan_in", "truncated_normal")
+def init_bias(init: Initializer, key, b_shape, dtype, *, fn: str = "init_bias",
+              name: str = "b_init") -> jax.Array:
+    """Draws a bias: ``init(key, b_shape)`` for a 1-D ``b_shape``; for ``(Lout, Cout)``
+    one ``(Cout,)`` draw per position (split keys), as the conv bias is drawn.
+
+    Example:
+      >>> import jax
+      >>> init_bias(jax.nn.initializers.constant(0.5), jax.random.key(0), (2, 3),
+      ...           "float32").tolist()
+      [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]
+    """
+    b_shape = tuple(int(d) for d in b_shape)
+    if len(b_shape) == 1:
+        return _call(fn, name, init, key, b_shape, dtype)
+    keys = jax.random.split(key, b_shape[0])
+    return jax.vmap(lambda k: _call(fn, name, init, k, b_shape[1:], dtype))(keys)
 
 
-def lecun_uniform() -> Initializer:
-    """``Var(w) = 1 / fan_in``, uniform."""
-    return variance_scaling(1.0, "fan_in", "uniform")
+def _conv_draw(fn, name, init, key, view, dtype, groups):
+    """``(K, Cin/g, Cout)`` from ``groups`` draws of ``view = (K, Cin/g, Cout/g)``."""
+    if groups == 1:
+        return _call(fn, name, init, key, view, dtype)
+    keys = jax.random.split(key, groups)
+    w = jax.vmap(lambda k: _call(fn, name, init, k, view, dtype))(keys)  # (g, K, Cin/g, Cout/g)
+    k, cin_g, cout_g = view
+    return jnp.moveaxis(w, 0, -2).reshape(k, cin_g, groups * cout_g)
 
 
-def he_normal() -> Initializer:
-    """``Var(w) = 2 / fan_in``, truncated normal (for ReLU; "Kaiming")."""
-    return variance_scaling(2.0, "fan_in", "truncated_normal")
+def _call(fn, name, init, key, shape, dtype):
+    try:
+        out = init(key, shape, dtype)
+    except (TypeError, ValueError) as e:
+        raise (TypeError if isinstance(e, TypeError) else ValueError)(
+            f"{fn}: `{name}` failed on the shape {shape} (the structural view it is "
+            f"handed; see convjax.nn.initializers): {type(e).__name__}: {e}"
+        ) from e
+    if tuple(np.shape(out)) != tuple(shape):
+        raise ValueError(
+            f"{fn}: `{name}` returned shape {tuple(np.shape(out))} for the requested "
+            f"shape {shape}; an initializer must return an array of the shape it is given."
+        )
+    return jnp.asarray(out, dtype)
 
 
-def he_uniform() -> Initializer:
-    """``Var(w) = 2 / fan_in``, uniform."""
-    return variance_scaling(2.0, "fan_in", "uniform")
-
-
-def glorot_normal() -> Initializer:
-    """``Var(w) = 2 / (fan_in + fan_out)``, truncated normal ("Xavier")."""
-    return variance_scaling(1.0, "fan_avg", "truncated_normal")
-
-
-def glorot_uniform() -> Initializer:
-    """``Var(w) = 2 / (fan_in + fan_out)``, uniform."""
-    return variance_scaling(1.0, "fan_avg", "uniform")
-
-
-def normal(stddev: float = 1e-2) -> Initializer:
-    """i.i.d. normal with a fixed standard deviation (ignores the fans)."""
-    if not stddev >= 0:
-        raise ValueError(f"normal: `stddev` must be >= 0, got {stddev!r}.")
-
-    def init(key, shape, dtype, *, fan_in, fan_out):
-        del fan_in, fan_out
-        return jax.random.normal(key, shape, dtype) * jnp.asarray(stddev, dtype)
-
-    return init
-
-
-def zeros() -> Initializer:
-    """All zeros (the default for biases)."""
-
-    def init(key, shape, dtype, *, fan_in, fan_out):
-        del key, fan_in, fan_out
-        return jnp.zeros(shape, dtype)
-
-    return init
-
-
-def constant(value: float) -> Initializer:
-    """All entries equal to ``value``."""
-
-    def init(key, shape, dtype, *, fan_in, fan_out):
-        del key, fan_in, fan_out
-        return jnp.full(shape, value, dtype)
-
-    return init
+__all__ = [
+    "DEFAULT_B_INIT",
+    "DEFAULT_W_INIT",
+    "VIEW_KINDS",
+    "check_initializer",
+    "init_bias",
+    "init_weight",
+    "view_fans",
+    "weight_view",
+]

@@ -37,12 +37,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from convjax import _checks
+from convjax.nn._describe import short
 from convjax.nn.layers import Conv1D, Layer
 
 
 def _array(fn: str, name: str, a):
     if hasattr(a, "detach"):  # a torch tensor
         a = a.detach().cpu().numpy()
+    if not hasattr(a, "dtype"):
+        try:
+            arr = np.asarray(a, dtype=float) if isinstance(a, (list, tuple)) else None
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None:
+            raise TypeError(
+                f"{fn}: `{name}` must be an array (numpy, jax or a torch tensor) with a real "
+                f"floating dtype, got an object of type {type(a).__name__}."
+            )
+        a = arr
     a = jnp.asarray(a)
     _checks.check_floating(fn, name, a)
     return a
@@ -115,7 +127,11 @@ def from_equinox_conv1d_weights(conv):
     transposed, ``bias`` ``(Cout, 1)`` squeezed)."""
     fn = "from_equinox_conv1d_weights"
     if not hasattr(conv, "weight"):
-        raise TypeError(f"{fn}: `conv` must be an equinox.nn.Conv1d, got {type(conv).__name__}.")
+        raise TypeError(
+            f"{fn}: `conv` must be an equinox.nn.Conv1d (no attribute 'weight'), got "
+            f"{type(conv).__name__}."
+        )
+    _require_1d(fn, "conv", conv, "an equinox.nn.Conv1d")
     p = {"w": torch_to_conv_weight(conv.weight)}
     if getattr(conv, "bias", None) is not None:
         b = _array(fn, "conv.bias", conv.bias)
@@ -134,9 +150,9 @@ def _conv_params(fn, params):
     if not isinstance(params, dict) or "w" not in params or np.ndim(params["w"]) != 3:
         raise ValueError(
             f"{fn}: `params` must be Conv1D params {{'w': (K, Cin/g, Cout), 'b': (Cout,)}}, "
-            f"got {type(params).__name__}"
-            + (f" with w of shape {np.shape(params['w'])}"
-               if isinstance(params, dict) and "w" in params else "")
+            f"got "
+            + (f"a dict with w of shape {np.shape(params['w'])}"
+               if isinstance(params, dict) and "w" in params else short(params))
             + "."
         )
     return params
@@ -164,6 +180,25 @@ def _require_conv_attributes(fn: str, name: str, obj, kind: str) -> None:
                 f"{fn}: `{name}` must be {kind} (no attribute {attr!r}), got "
                 f"{type(obj).__name__}."
             )
+    _require_1d(fn, name, obj, kind)
+
+
+def _require_1d(fn: str, name: str, obj, kind: str) -> None:
+    """Raises TypeError for a 2-D/3-D or transposed conv module: one spatial axis only,
+    a weight of rank 3 and no ``transposed`` flag (torch's ConvTranspose1d)."""
+    ks = getattr(obj, "kernel_size", None)
+    n_spatial = len(ks) if isinstance(ks, (tuple, list)) else 1
+    rank = np.ndim(obj.weight) if hasattr(obj, "weight") else 3
+    if n_spatial != 1 or rank != 3:
+        raise TypeError(
+            f"{fn}: `{name}` must be {kind} (one spatial axis), got "
+            f"{type(obj).__name__} with kernel_size {ks!r} and a weight of rank {rank}."
+        )
+    if getattr(obj, "transposed", False) is True or "Transpose" in type(obj).__name__:
+        raise TypeError(
+            f"{fn}: `{name}` must be {kind}, got {type(obj).__name__}, a transposed "
+            f"convolution (its weight is (Cin, Cout/g, K) and it is not a Conv1D)."
+        )
 
 
 def conv1d_from_torch(module, *, dtype=None) -> tuple[Layer, dict]:
@@ -234,7 +269,13 @@ def conv1d_from_flax(module, params, *, dtype=None) -> tuple[Layer, dict]:
             f"{fn}: `input_dilation` must be 1 (transposed convolution is not a Conv1D), "
             f"got {module.input_dilation!r}."
         )
-    k = _single(fn, "kernel_size", module.kernel_size)
+    ks = module.kernel_size
+    if isinstance(ks, (tuple, list)) and len(ks) != 1:
+        raise ValueError(
+            f"{fn}: `module` must be a 1-D flax.linen.Conv (kernel_size of one entry), got "
+            f"{type(module).__name__} with kernel_size {ks!r}."
+        )
+    k = _single(fn, "kernel_size", ks)
     d = _single(fn, "kernel_dilation", getattr(module, "kernel_dilation", 1) or 1)
     padding, mode = flax_padding(module.padding, k, d)
     p = from_flax_conv(params)

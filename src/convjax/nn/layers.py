@@ -1,5 +1,5 @@
 """Layers on parameter pytrees: convolutional, locally connected and fully
-connected as ONE linear mechanism with three tyings, plus the usual pieces.
+connected as ONE linear mechanism in three kinds, plus the usual pieces.
 
 A layer is a :class:`Layer`, a NamedTuple of two pure functions:
 
@@ -9,7 +9,10 @@ A layer is a :class:`Layer`, a NamedTuple of two pure functions:
 ``input_shape`` and ``output_shape`` are tuples; the trailing axes are one example
 (``(L, C)`` for the sequence layers) and any leading axes are batch axes carried
 through unchanged (they may be ``-1``). ``apply`` works on one example and on any
-leading batch axes. ``params`` are plain dicts (or tuples of them, for
+leading batch axes. Integer and bool inputs are promoted as :func:`convjax.conv1d`
+promotes them: with the params' dtype for a linear layer (``int32`` with
+``float32`` params gives ``float32``), to jax's default float dtype for the layers
+without params; complex inputs are refused. ``params`` are plain dicts (or tuples of them, for
 :func:`serial`) of arrays; optax consumes them directly.
 
 The linear family
@@ -17,31 +20,36 @@ The linear family
 
 :class:`Linear1D` is the one mechanism: a linear map ``y = T x + b`` from
 ``(L, Cin)`` to ``(Lout, Cout)`` whose matrix ``T`` has the support of a 1-D
-convolution (:class:`~convjax.tying.ConvStructure`), with one of three TYINGS:
+convolution (:class:`~convjax.tying.ConvStructure`), in one of three KINDS:
 
-=================  ======================  ==========================  ===================
-tying              factory                 ``params["w"]``             ``params["b"]``
-=================  ======================  ==========================  ===================
-``"shared"``       :func:`Conv1D`          ``(K, Cin//g, Cout)``       ``(Cout,)``
-``"per_position"`` :func:`LocallyConnected1D`  ``(Lout, K, Cin//g, Cout)``  ``(Lout, Cout)``
-``"none"``         :func:`Dense`           ``(Lout*Cout, L*Cin)``      ``(Lout, Cout)``
-=================  ======================  ==========================  ===================
+=========  ============================  ============================  ==================
+kind       factory                       ``params["w"]``               ``params["b"]``
+=========  ============================  ============================  ==================
+``conv``   :func:`Conv1D`                ``(K, Cin//g, Cout)``         ``(Cout,)``
+``local``  :func:`LocallyConnected1D`    ``(Lout, K, Cin//g, Cout)``   ``(Lout, Cout)``
+``dense``  :func:`Dense`                 ``(Lout*Cout, L*Cin)``        ``(Lout, Cout)``
+=========  ============================  ============================  ==================
 
-* ``"shared"``: every output position uses the same filter (a convolution; apply
+* ``"conv"``: every output position uses the same filter (a convolution; apply
   route: :func:`convjax.conv1d`).
-* ``"per_position"``: output position ``o`` has its own filter ``w[o]`` reading the
+* ``"local"``: output position ``o`` has its own filter ``w[o]`` reading the
   same taps (locally connected; route: :func:`convjax.local.locally_connected1d`);
   the bias is per position AND channel.
-* ``"none"``: every entry of ``T`` is free (fully connected; route: one matmul).
+* ``"dense"``: every entry of ``T`` is free (fully connected; route: one matmul).
   ``params["w"]`` IS the matrix ``T``, laid out as :func:`convjax.conv_matrix`:
   row ``o*Cout + co``, column ``i*Cin + ci``; so the dense twin of a conv with
   filter ``w`` has ``params["w"] == conv_matrix(w, L, ...)``.
 
-The three share one init (fans from the structure, see
+The three share one init (any :mod:`jax.nn.initializers` initializer, handed a view
+of the weight whose fans are the structural ones, see
 :mod:`convjax.nn.initializers`), one bias handling, one shape inference and one
 set of input checks. A plain ``Dense(n)`` (no ``out_length``, no conv settings)
 is the familiar fully connected layer on the last axis: ``(..., F) -> (..., n)``,
 ``w`` of shape ``(n, F)``, ``b`` of shape ``(n,)``.
+
+:func:`twin` gives a layer, or every linear layer of a :func:`serial` model, in
+another kind; :func:`structures` the structures that :mod:`convjax.nn.family`
+and :mod:`convjax.nn.tied` take to move and train a whole model's params.
 """
 
 from __future__ import annotations
@@ -61,10 +69,27 @@ from convjax.conv import conv1d
 from convjax.geometry import ConvOptions, PaddingLike, conv_options
 from convjax.local import local_apply
 from convjax.nn import initializers as inits
+from convjax.nn._describe import short
 from convjax.tying import ConvStructure, structure_from_options
 
-TYINGS = ("shared", "per_position", "none")
-_FACTORY = {"shared": "Conv1D", "per_position": "LocallyConnected1D", "none": "Dense"}
+#: the three kinds of linear layer, from most to least tied
+KINDS = ("conv", "local", "dense")
+_FACTORY = {"conv": "Conv1D", "local": "LocallyConnected1D", "dense": "Dense"}
+# old names of the kinds (see CHANGELOG.md), for a helpful error only
+_OLD_KINDS = {"shared": "conv", "per_position": "local", "none": "dense", "untied": "local",
+              "tied": "conv", "fully_connected": "dense"}
+
+
+def check_kind(fn: str, name: str, kind) -> str:
+    """Returns ``kind`` (one of :data:`KINDS`, case-insensitive) or raises ValueError
+    naming ``fn`` and ``name``; an old name (``"shared"``, ``"per_position"``,
+    ``"none"``, ...) gets its new one in the message."""
+    if isinstance(kind, str) and kind.lower() in _OLD_KINDS:
+        raise ValueError(
+            f"{fn}: `{name}` must be one of 'conv', 'local', 'dense', got {kind!r} (an old "
+            f"name, now {_OLD_KINDS[kind.lower()]!r}; see CHANGELOG.md)."
+        )
+    return _checks.check_choice(fn, name, kind, KINDS)
 
 
 class Layer(NamedTuple):
@@ -78,16 +103,36 @@ class Layer(NamedTuple):
     init: Callable
     apply: Callable
 
+    def __call__(self, *args, **kwargs):
+        """A layer is not callable; raises TypeError saying what to write instead."""
+        if not args and not kwargs:
+            raise TypeError(
+                "Layer: this is already a layer (a Layer(init, apply)), not a factory: "
+                "use it without `()`, e.g. `nn.serial(nn.Conv1D(8, 3), nn.Relu)`, not "
+                "`nn.Relu()`."
+            )
+        raise TypeError(
+            f"Layer: a layer is not callable (called with {len(args)} positional "
+            f"argument(s)); run it with `layer.apply(params, x)` and build its params with "
+            f"`layer.init(key, input_shape)`."
+        )
+
 
 # --------------------------------------------------------------------------
 # shared helpers
 # --------------------------------------------------------------------------
-def _default_dtype(dtype):
+def _default_dtype(fn: str, dtype):
     if dtype is None:
         return jax.dtypes.canonicalize_dtype(jnp.float64)
-    dt = jnp.dtype(dtype)
-    if not jnp.issubdtype(dt, jnp.floating):
-        raise TypeError(f"nn: `dtype` must be a floating dtype, got {dtype!r}.")
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or not jnp.issubdtype(dt, jnp.floating):
+        raise TypeError(
+            f"{fn}: `dtype` must be a real floating dtype (e.g. 'float32'), got "
+            f"{short(dtype)}."
+        )
     return dt
 
 
@@ -96,9 +141,11 @@ def _check_input_shape(fn: str, input_shape, ndim: int, layout: str) -> tuple[in
     if not isinstance(input_shape, (tuple, list)) or not all(
         isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in input_shape
     ):
+        hint = ("; pass `x.shape`, not the array `x`" if hasattr(input_shape, "shape")
+                else "")
         raise TypeError(
             f"{fn}: `input_shape` must be a tuple of ints (layout {layout}), "
-            f"got {input_shape!r}."
+            f"got {short(input_shape)}{hint}."
         )
     shape = tuple(int(d) for d in input_shape)
     if len(shape) < ndim or any(d < 1 for d in shape[len(shape) - ndim:]):
@@ -110,7 +157,8 @@ def _check_input_shape(fn: str, input_shape, ndim: int, layout: str) -> tuple[in
 
 
 def _check_x(fn: str, x, ndim: int, layout: str):
-    _checks.check_floating(fn, "x", x)
+    """Checks ``x`` is a real array (bool, integer or floating) of rank >= ``ndim``."""
+    _checks.check_real(fn, "x", x)
     _checks.check_min_ndim(fn, "x", x, ndim, layout)
     return jnp.asarray(x)
 
@@ -120,7 +168,7 @@ def _check_params(fn: str, params, expected: dict[str, tuple[int, ...]], layouts
     if not isinstance(params, dict):
         raise TypeError(
             f"{fn}: `params` must be a dict with keys {sorted(expected)}, got "
-            f"{type(params).__name__}: {_short(params)}."
+            f"{_short(params)}."
         )
     if set(params) != set(expected):
         raise ValueError(
@@ -139,8 +187,12 @@ def _check_params(fn: str, params, expected: dict[str, tuple[int, ...]], layouts
 
 
 def _short(obj) -> str:
-    s = repr(jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), obj))
-    return s if len(s) < 120 else s[:117] + "..."
+    """Short form of a params pytree: its type and the shapes of its leaves."""
+    if isinstance(obj, (tuple, list, dict)):
+        s = repr(jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), obj))
+        s = s if len(s) < 100 else s[:97] + "..."
+        return f"{type(obj).__name__} {s}"
+    return short(obj)
 
 
 def _add_bias(y, b):
@@ -157,42 +209,41 @@ class Frame(NamedTuple):
       in_shape: the example input shape, ``(L, Cin)`` or ``(F,)``.
       out_shape: the example output shape, ``(Lout, Cout)`` or ``(n,)``.
       w_shape, b_shape: parameter shapes (``b_shape`` is None without a bias).
-      fan_in, fan_out: structural nonzeros per output / input unit.
-      structure: the :class:`ConvStructure`, or None for a plain dense layer.
+      structure: the :class:`ConvStructure`, or None for a dense layer built
+        without conv settings.
     """
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     w_shape: tuple[int, ...]
     b_shape: tuple[int, ...] | None
-    fan_in: float
-    fan_out: float
     structure: ConvStructure | None
 
 
 @dataclasses.dataclass(frozen=True)
 class Linear1D:
-    """A linear layer over a convolution structure with a chosen tying.
+    """A linear layer over a convolution structure, of one of three kinds.
 
     Build it with :func:`Conv1D`, :func:`LocallyConnected1D`, :func:`Dense`
     (or :func:`twin`); :meth:`layer` gives the :class:`Layer`.
 
     Attributes:
-      tying: ``"shared"``, ``"per_position"`` or ``"none"``.
+      kind: ``"conv"``, ``"local"`` or ``"dense"``.
       out_channels: ``Cout`` (or the number of outputs ``n`` of a plain dense layer).
       kernel_size: ``K``; None for a dense layer that has no conv structure.
       out_length: the output length of a dense layer without conv structure
         (``(L, Cin) -> (out_length, Cout)``); None otherwise.
       options: the normalised conv options (stride, padding, ...).
       use_bias: whether there is a bias.
-      w_init, b_init: initialisers ``(key, shape, dtype, *, fan_in, fan_out)``.
+      w_init, b_init: initializers ``init(key, shape, dtype)`` (see
+        :mod:`convjax.nn.initializers` for the shapes they are handed).
       dtype: the parameter dtype.
       precision: passed to XLA by ``apply``.
-      algorithm: the :func:`convjax.conv1d` algorithm of the tied route (``"auto"``
-        by default; the other tyings have one route each).
+      algorithm: the :func:`convjax.conv1d` algorithm of the conv route (``"auto"``
+        by default; the other kinds have one route each).
     """
 
-    tying: str
+    kind: str
     out_channels: int
     kernel_size: int | None
     out_length: int | None
@@ -206,7 +257,7 @@ class Linear1D:
 
     @property
     def name(self) -> str:
-        return _FACTORY[self.tying]
+        return _FACTORY[self.kind]
 
     @property
     def in_ndim(self) -> int:
@@ -223,19 +274,19 @@ class Linear1D:
 
     # ---- static shapes ------------------------------------------------------
     def frame(self, example_shape: tuple[int, ...], *, fn: str | None = None) -> Frame:
-        """The static shapes, fans and structure for one example of ``example_shape``."""
+        """The static shapes and structure for one example of ``example_shape``."""
         fn = fn or f"{self.name}.init"
         cout = self.out_channels
         if self.in_ndim == 1:
             (f_in,) = example_shape
             return Frame((f_in,), (cout,), (cout, f_in), (cout,) if self.use_bias else None,
-                         f_in, cout, None)
+                         None)
         L, cin = example_shape
         if self.kernel_size is None:  # dense (L, Cin) -> (out_length, Cout), no structure
+            assert self.out_length is not None  # in_ndim == 2 without kernel_size
             lout = self.out_length
-            b = (lout, cout) if self.use_bias else None
-            return Frame((L, cin), (lout, cout), (lout * cout, L * cin), b,
-                         L * cin, lout * cout, None)
+            return Frame((L, cin), (lout, cout), (lout * cout, L * cin),
+                         (lout, cout) if self.use_bias else None, None)
         g = self.options.groups
         if cin % g:
             raise ValueError(
@@ -243,17 +294,15 @@ class Linear1D:
             )
         s = structure_from_options(self.options, (self.kernel_size, cin // g, cout), L, fn=fn)
         lout = s.out_length
-        fan_in = self.kernel_size * cin / g
-        fan_out = self.kernel_size * cout / g / self.options.stride
-        if self.tying == "shared":
-            w, b = s.filter_shape, (cout,)
-        elif self.tying == "per_position":
-            w, b = s.local_filter_shape, (lout, cout)
+        w: tuple[int, ...]
+        b: tuple[int, ...]
+        if self.kind == "conv":
+            w, b = tuple(s.filter_shape), (cout,)
+        elif self.kind == "local":
+            w, b = tuple(s.local_filter_shape), (lout, cout)
         else:
-            w, b = s.dense_shape, (lout, cout)
-            fan_in, fan_out = L * cin, lout * cout
-        return Frame((L, cin), (lout, cout), w, b if self.use_bias else None,
-                     fan_in, fan_out, s)
+            w, b = tuple(s.dense_shape), (lout, cout)
+        return Frame((L, cin), (lout, cout), w, b if self.use_bias else None, s)
 
     def output_shape(self, input_shape) -> tuple[int, ...]:
         """``input_shape`` (leading axes, then one example) -> the output shape."""
@@ -281,17 +330,18 @@ class Linear1D:
         """``init(key, input_shape) -> (output_shape, params)``.
 
         ``params`` is ``{"w": ..., "b": ...}`` (no ``"b"`` without bias) with the
-        shapes of the table in :mod:`convjax.nn.layers`.
+        shapes of the table in :mod:`convjax.nn.layers`; ``w`` and ``b`` are drawn
+        through the structural views of :mod:`convjax.nn.initializers`.
         """
         fn = f"{self.name}.init"
         shape = _check_input_shape(fn, input_shape, self.in_ndim, self.layout)
         k = len(shape) - self.in_ndim
         fr = self.frame(shape[k:], fn=fn)
         kw, kb = jax.random.split(key)
-        fans = {"fan_in": fr.fan_in, "fan_out": fr.fan_out}
-        params = {"w": self.w_init(kw, fr.w_shape, self.dtype, **fans)}
+        params = {"w": inits.init_weight(self.w_init, kw, self.kind, fr.w_shape, self.dtype,
+                                         groups=self.options.groups, fn=fn)}
         if self.use_bias:
-            params["b"] = self.b_init(kb, fr.b_shape, self.dtype, **fans)
+            params["b"] = inits.init_bias(self.b_init, kb, fr.b_shape, self.dtype, fn=fn)
         return shape[:k] + fr.out_shape, params
 
     def apply(self, params, x):
@@ -302,11 +352,12 @@ class Linear1D:
         example = x.shape[x.ndim - self.in_ndim:]
         fr = self._apply_frame(fn, params, example)
         w = params["w"]
-        dtype = jnp.result_type(x, w)
+        dtype = _checks.result_dtype(fn, x=x, w=w)  # integer x: promoted, as conv1d does
         x, w = x.astype(dtype), jnp.asarray(w, dtype)
-        if self.tying == "shared":
+        if self.kind == "conv":
             y = _conv_route(x, w, self.options, self.precision, self.algorithm)
-        elif self.tying == "per_position":
+        elif self.kind == "local":
+            assert fr.structure is not None  # a local layer always has its structure
             y = local_apply(x, w, fr.structure.geometry, self.options.groups, self.precision)
         else:
             batch = x.shape[: x.ndim - self.in_ndim]
@@ -328,12 +379,12 @@ class Linear1D:
                 )
         fr = self.frame(tuple(example), fn=fn)
         expected = {"w": fr.w_shape}
-        layouts = {"w": _W_LAYOUT[self.tying if self.in_ndim == 2 else "plain"]}
-        if self.use_bias:
+        layouts = {"w": _W_LAYOUT[self.kind if self.in_ndim == 2 else "plain"]}
+        if self.use_bias and fr.b_shape is not None:
             expected["b"] = fr.b_shape
-            layouts["b"] = _B_LAYOUT[self.tying if self.in_ndim == 2 else "plain"]
+            layouts["b"] = _B_LAYOUT[self.kind if self.in_ndim == 2 else "plain"]
         why = f"for `x` with example shape {tuple(example)}"
-        if self.tying != "shared" and self.in_ndim == 2 and isinstance(params, dict) \
+        if self.kind != "conv" and self.in_ndim == 2 and isinstance(params, dict) \
                 and "w" in params and tuple(np.shape(params["w"])) != fr.w_shape:
             why += (f" (the params of a {self.name} layer fix its input length; this `x` "
                     f"has L={example[0]})")
@@ -346,20 +397,20 @@ class Linear1D:
             return None
         wshape = np.shape(params["w"])
         g = self.options.groups
-        if self.tying == "shared" and len(wshape) == 3:
+        if self.kind == "conv" and len(wshape) == 3:
             return wshape[1] * g
-        if self.tying == "per_position" and len(wshape) == 4:
+        if self.kind == "local" and len(wshape) == 4:
             return wshape[2] * g
         return None
 
 
 _W_LAYOUT = {
-    "shared": "(K, Cin//groups, Cout)",
-    "per_position": "(Lout, K, Cin//groups, Cout)",
-    "none": "(Lout*Cout, L*Cin)",
+    "conv": "(K, Cin//groups, Cout)",
+    "local": "(Lout, K, Cin//groups, Cout)",
+    "dense": "(Lout*Cout, L*Cin)",
     "plain": "(n, F)",
 }
-_B_LAYOUT = {"shared": "(Cout,)", "per_position": "(Lout, Cout)", "none": "(Lout, Cout)",
+_B_LAYOUT = {"conv": "(Cout,)", "local": "(Lout, Cout)", "dense": "(Lout, Cout)",
              "plain": "(n,)"}
 
 
@@ -373,7 +424,7 @@ def _conv_route(x, w, opts: ConvOptions, precision, algorithm: str):
 
 def _make_linear(
     fn: str,
-    tying: str,
+    kind: str,
     out_channels,
     kernel_size,
     out_length,
@@ -395,30 +446,24 @@ def _make_linear(
             f"{fn}: `out_channels`={out_channels} must be divisible by `groups`={opts.groups}."
         )
     if not isinstance(use_bias, (bool, np.bool_)):
-        raise TypeError(f"{fn}: `use_bias` must be a bool, got {use_bias!r}.")
+        raise TypeError(f"{fn}: `use_bias` must be a bool, got {short(use_bias)}.")
     for name, f in (("w_init", w_init), ("b_init", b_init)):
-        if f is not None and not callable(f):
-            raise TypeError(
-                f"{fn}: `{name}` must be an initialiser `(key, shape, dtype, *, fan_in, "
-                f"fan_out) -> array` (see convjax.nn.initializers), got {f!r}."
-            )
+        if f is not None:
+            inits.check_initializer(fn, name, f)
     return Linear1D(
-        tying=tying,
+        kind=kind,
         out_channels=out_channels,
         kernel_size=kernel_size,
         out_length=out_length,
         options=opts,
         use_bias=bool(use_bias),
-        w_init=w_init if w_init is not None else _DEFAULT_W_INIT,
-        b_init=b_init if b_init is not None else _DEFAULT_B_INIT,
-        dtype=_default_dtype(dtype),
+        w_init=w_init if w_init is not None else inits.DEFAULT_W_INIT,
+        b_init=b_init if b_init is not None else inits.DEFAULT_B_INIT,
+        dtype=_default_dtype(fn, dtype),
         precision=precision,
         algorithm=_checks.check_choice(fn, "algorithm", algorithm, CONV_ALGORITHMS),
     )
 
-
-_DEFAULT_W_INIT = inits.lecun_normal()
-_DEFAULT_B_INIT = inits.zeros()
 
 
 def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
@@ -438,7 +483,7 @@ def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
     precision=None,
     algorithm: str = "auto",
 ) -> Layer:
-    """1-D convolution layer (tying ``"shared"``): ``(..., L, Cin) -> (..., Lout, Cout)``.
+    """1-D convolution layer (kind ``"conv"``): ``(..., L, Cin) -> (..., Lout, Cout)``.
 
     Params: ``{"w": (K, Cin//groups, Cout), "b": (Cout,)}``; ``apply`` is
     :func:`convjax.conv1d` plus the bias. Works for any input length (the filter
@@ -450,8 +495,10 @@ def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
       stride, padding, dilation, groups, flip, padding_mode: as in
         :func:`convjax.conv1d` (``flip=False``: cross-correlation, like torch/flax).
       use_bias: add a per-channel bias.
-      w_init, b_init: initialisers from :mod:`convjax.nn.initializers` (default
-        ``lecun_normal()`` with ``fan_in = K*Cin/groups``, and ``zeros()``).
+      w_init, b_init: any initializers ``init(key, shape, dtype)``, e.g. from
+        :mod:`jax.nn.initializers` (default ``jax.nn.initializers.lecun_normal()``,
+        which sees ``fan_in = K*Cin/groups``, and ``jax.nn.initializers.zeros``); the
+        shapes they are handed: :mod:`convjax.nn.initializers`.
       dtype: parameter dtype; default jax's default float (float64 with x64).
       precision: passed to XLA.
       algorithm: passed to :func:`convjax.conv1d` (``"auto"``, ``"xla"``, ``"direct"``,
@@ -471,7 +518,7 @@ def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
       ((16, 8), (3, 4, 8), (8,))
     """
     return _make_linear(
-        "Conv1D", "shared", out_channels, kernel_size, None, stride=stride, padding=padding,
+        "Conv1D", "conv", out_channels, kernel_size, None, stride=stride, padding=padding,
         dilation=dilation, groups=groups, flip=flip, padding_mode=padding_mode,
         use_bias=use_bias, w_init=w_init, b_init=b_init, dtype=dtype, precision=precision,
         algorithm=algorithm,
@@ -494,7 +541,7 @@ def LocallyConnected1D(  # noqa: N802
     dtype=None,
     precision=None,
 ) -> Layer:
-    """Locally connected layer (tying ``"per_position"``): a convolution whose
+    """Locally connected layer (kind ``"local"``): a convolution whose
     output position ``o`` has its own filter. ``(..., L, Cin) -> (..., Lout, Cout)``.
 
     Params: ``{"w": (Lout, K, Cin//groups, Cout), "b": (Lout, Cout)}`` -- the bias
@@ -502,8 +549,10 @@ def LocallyConnected1D(  # noqa: N802
     layer is tied to the input length ``L`` given to ``init``. Taps that only ever
     read padding zeros get weights too (they are initialised but have no effect).
 
-    Args: as :func:`Conv1D`; the default init uses ``fan_in = K*Cin/groups``, the
-    same as the convolution, so both start at the same activation scale.
+    Args: as :func:`Conv1D`. The initializer is called once per output position on
+    the conv's view ``(K, Cin/groups, Cout/groups)``, so it sees ``fan_in =
+    K*Cin/groups``, the same as the convolution, and both start at the same
+    activation scale.
 
     Returns:
       A :class:`Layer`.
@@ -516,7 +565,7 @@ def LocallyConnected1D(  # noqa: N802
       ((7, 8), (7, 3, 4, 8), (7, 8))
     """
     return _make_linear(
-        "LocallyConnected1D", "per_position", out_channels, kernel_size, None, stride=stride,
+        "LocallyConnected1D", "local", out_channels, kernel_size, None, stride=stride,
         padding=padding, dilation=dilation, groups=groups, flip=flip,
         padding_mode=padding_mode, use_bias=use_bias, w_init=w_init, b_init=b_init,
         dtype=dtype, precision=precision,
@@ -540,7 +589,7 @@ def Dense(  # noqa: N802
     dtype=None,
     precision=None,
 ) -> Layer:
-    """Fully connected layer (tying ``"none"``), in three shapes:
+    """Fully connected layer (kind ``"dense"``), in three shapes:
 
     * ``Dense(n)``: the usual layer on the last axis, ``(..., F) -> (..., n)``;
       params ``{"w": (n, F), "b": (n,)}``.
@@ -554,8 +603,10 @@ def Dense(  # noqa: N802
       is free; the conv settings only fix ``Lout`` and the structure.
 
     ``w`` is laid out as :func:`convjax.conv_matrix`: ``y.reshape(-1) =
-    w @ x.reshape(-1) + b.reshape(-1)`` for one example. Default init:
-    ``lecun_normal()`` with ``fan_in = L*Cin`` (every entry is live).
+    w @ x.reshape(-1) + b.reshape(-1)`` for one example. The initializer is called on
+    the transposed shape ``(L*Cin, Lout*Cout)`` (``(F, n)``), the ``(in, out)`` layout
+    jax's initializers read, so it sees ``fan_in = L*Cin`` (every entry is live);
+    default ``jax.nn.initializers.lecun_normal()``.
 
     Args:
       out_channels: ``Cout`` (or ``n``).
@@ -586,7 +637,7 @@ def Dense(  # noqa: N802
             f"out_length={out_length!r}, kernel_size={kernel_size!r}."
         )
     return _make_linear(
-        "Dense", "none", out_channels, kernel_size, out_length, stride=stride, padding=padding,
+        "Dense", "dense", out_channels, kernel_size, out_length, stride=stride, padding=padding,
         dilation=dilation, groups=groups, flip=flip, padding_mode=padding_mode,
         use_bias=use_bias, w_init=w_init, b_init=b_init, dtype=dtype, precision=precision,
     ).layer()
@@ -598,12 +649,16 @@ def linear_spec(layer) -> Linear1D:
 
     Raises:
       TypeError: ``layer`` is not one of those.
+
+    Example:
+      >>> linear_spec(Conv1D(8, 3)).kind
+      'conv'
     """
-    spec = getattr(getattr(layer, "init", None), "__self__", None)
+    spec = _spec_of(layer)
     if not isinstance(spec, Linear1D):
         raise TypeError(
             f"linear_spec: `layer` must be a layer made by Conv1D, LocallyConnected1D or "
-            f"Dense, got {layer!r}."
+            f"Dense, got {describe_layer(layer)}."
         )
     return spec
 
@@ -611,69 +666,234 @@ def linear_spec(layer) -> Linear1D:
 def structure(layer, input_shape) -> ConvStructure:
     """The :class:`~convjax.tying.ConvStructure` of a linear layer on inputs of
     ``input_shape`` (leading batch axes allowed): what the moves of
-    :mod:`convjax.nn.family` and :mod:`convjax.nn.tied` take.
+    :mod:`convjax.nn.family` and :mod:`convjax.nn.tied` take. For a whole
+    :func:`serial` model, :func:`structures`.
+
+    Raises:
+      TypeError: ``layer`` is not a linear layer (a model: use :func:`structures`).
+      ValueError: a dense layer built without conv settings, or a bad ``input_shape``.
 
     Example:
       >>> s = structure(Conv1D(8, 3, padding="same"), (16, 4))
       >>> s.filter_shape, s.dense_shape
       ((3, 4, 8), (128, 64))
     """
+    if isinstance(_spec_of(layer), Serial):
+        raise TypeError(
+            f"structure: `layer` is a {describe_layer(layer)}; use "
+            f"`nn.structures(model, input_shape)` for the structures of all its layers."
+        )
     return linear_spec(layer).structure(input_shape)
 
 
-def twin(layer, tying: str, *, w_init=None, b_init=None) -> Layer:
-    """The same linear layer with another tying: ``"shared"`` (conv),
-    ``"per_position"`` (locally connected) or ``"none"`` (dense twin).
+def structures(model, input_shape):
+    """The structures of every linear layer of a model, aligned with its params.
 
-    The twin reads the same taps with the same options; only the tying changes.
-    ``w_init``/``b_init`` default to those of ``layer``.
+    For a :func:`serial` model, a tuple with one entry per layer: the layer's
+    :class:`~convjax.tying.ConvStructure` for a conv, locally connected or dense
+    layer with conv settings, ``None`` for every other layer (activations, pooling,
+    ``Flatten``, a plain ``Dense(n)``, custom layers), a nested tuple for a nested
+    ``serial``. For a single linear layer, its structure (or ``None``). This tree is
+    what the moves of :mod:`convjax.nn.family` (``nn.move(params, structures, to)``)
+    and the transformations of :mod:`convjax.nn.tied` take to treat a whole model.
+
+    Args:
+      model: a layer or a :func:`serial` model.
+      input_shape: the model's input shape (leading batch axes allowed).
+
+    Returns:
+      A ConvStructure, None, or a (nested) tuple of them aligned with the params.
+
+    Example:
+      >>> model = serial(Conv1D(4, 3, padding="same"), Relu, Flatten(), Dense(1))
+      >>> s = structures(model, (16, 2))
+      >>> [type(x).__name__ for x in s]
+      ['ConvStructure', 'NoneType', 'NoneType', 'NoneType']
+    """
+    return _structures("structures", model, input_shape)[0]
+
+
+def _structures(fn: str, layer, shape):
+    """``(structure tree, output shape)`` of ``layer`` on ``shape``."""
+    spec = _spec_of(layer)
+    if isinstance(spec, Serial):
+        shape = _check_input_shape(fn, shape, 0, "(...)")
+        out = []
+        for sub in spec.layers:
+            st, shape = _structures(fn, sub, shape)
+            out.append(st)
+        return tuple(out), shape
+    if isinstance(spec, Linear1D):
+        shape = _check_input_shape(fn, shape, spec.in_ndim, spec.layout)
+        k = len(shape) - spec.in_ndim
+        fr = spec.frame(shape[k:], fn=fn)
+        return fr.structure, shape[:k] + fr.out_shape
+    if not (hasattr(layer, "init") and hasattr(layer, "apply")):
+        raise TypeError(f"{fn}: `model` must be a Layer or a serial model, got "
+                        f"{describe_layer(layer)}.")
+    return None, _output_shape(layer, shape)
+
+
+def _output_shape(layer, shape):
+    """The output shape of any layer's ``init``, traced abstractly (no values drawn)."""
+    box = []
+
+    def f(key):
+        out, params = layer.init(key, shape)
+        box.append(tuple(out))
+        return params
+
+    jax.eval_shape(f, jax.random.key(0))
+    return box[0]
+
+
+def twin(layer, kind: str, *, w_init=None, b_init=None) -> Layer:
+    """The same linear layer, or the same model, in another kind: ``"conv"``,
+    ``"local"`` (locally connected) or ``"dense"``.
+
+    The twin reads the same taps with the same options; only the kind changes. For
+    a :func:`serial` model, every linear layer that has a conv structure is
+    replaced by its twin (nested ``serial`` too); every other layer (activations,
+    pooling, ``Flatten``, a plain ``Dense(n)``, custom layers) is kept as it is.
+    ``w_init``/``b_init`` default to those of each layer. Params move with
+    :func:`convjax.nn.move` and :func:`structures`.
+
+    Args:
+      layer: a layer made by :func:`Conv1D`, :func:`LocallyConnected1D` or
+        :func:`Dense` with conv settings, or a :func:`serial` model.
+      kind: ``"conv"``, ``"local"`` or ``"dense"``.
+      w_init, b_init: initializers for the twins (default: the layers' own).
+
+    Returns:
+      A :class:`Layer`.
+
+    Raises:
+      ValueError: unknown ``kind`` (old names are pointed to their new ones), or a
+        single dense layer without conv settings.
+      TypeError: ``layer`` is neither a linear layer nor a serial model.
 
     Example:
       >>> import jax
       >>> conv = Conv1D(8, 3, padding="same")
-      >>> out_shape, params = twin(conv, "none").init(jax.random.key(0), (16, 4))
+      >>> out_shape, params = twin(conv, "dense").init(jax.random.key(0), (16, 4))
       >>> out_shape, params["w"].shape
       ((16, 8), (128, 64))
+      >>> model = serial(conv, Relu, Flatten(), Dense(1))
+      >>> _, params = twin(model, "local").init(jax.random.key(0), (16, 4))
+      >>> params[0]["w"].shape, params[3]["w"].shape
+      ((16, 3, 4, 8), (1, 128))
     """
-    spec = linear_spec(layer)
-    tying = _checks.check_choice("twin", "tying", tying, TYINGS)
+    fn = "twin"
+    kind = check_kind(fn, "kind", kind)
+    for name, f in (("w_init", w_init), ("b_init", b_init)):
+        if f is not None:
+            inits.check_initializer(fn, name, f)
+    spec = _spec_of(layer)
+    if isinstance(spec, Serial):
+        return _twin_model(spec, kind, w_init, b_init)
+    if not isinstance(spec, Linear1D):
+        raise TypeError(
+            f"{fn}: `layer` must be a layer made by Conv1D, LocallyConnected1D or Dense, or "
+            f"a serial model, got {describe_layer(layer)}."
+        )
     if spec.kernel_size is None:
         raise ValueError(
-            "twin: `layer` is a dense layer without conv settings (no `kernel_size`), so it "
-            "has no convolutional or locally connected twin."
+            f"{fn}: `layer` is a dense layer without conv settings (built without "
+            f"`kernel_size`), so it has no {kind!r} twin; build the conv with "
+            f"Conv1D(...) and take its twin."
         )
+    return _twin_linear(spec, kind, w_init, b_init).layer()
+
+
+def _twin_linear(spec: Linear1D, kind, w_init, b_init) -> Linear1D:
     return dataclasses.replace(
         spec,
-        tying=tying,
+        kind=kind,
         w_init=w_init if w_init is not None else spec.w_init,
         b_init=b_init if b_init is not None else spec.b_init,
-    ).layer()
+    )
+
+
+def _twin_model(spec: Serial, kind, w_init, b_init) -> Layer:
+    out = []
+    for sub in spec.layers:
+        s = _spec_of(sub)
+        if isinstance(s, Serial):
+            out.append(_twin_model(s, kind, w_init, b_init))
+        elif isinstance(s, Linear1D) and s.kernel_size is not None:
+            out.append(_twin_linear(s, kind, w_init, b_init).layer())
+        else:
+            out.append(sub)
+    return Serial(tuple(out)).layer()
 
 
 # --------------------------------------------------------------------------
 # parameter-free layers
 # --------------------------------------------------------------------------
-def _stateless(fn: str, ndim: int, layout: str, out_example, forward) -> Layer:
-    """A layer without params: ``out_example(example_shape) -> example_shape``,
+@dataclasses.dataclass(frozen=True)
+class _Stateless:
+    """A layer without params: ``out_example(example_shape, fn) -> example_shape``,
     ``forward(x) -> y``."""
 
-    def init(key, input_shape):
-        del key
-        shape = _check_input_shape(f"{fn}.init", input_shape, ndim, layout)
-        k = len(shape) - ndim
-        return shape[:k] + tuple(out_example(shape[k:], f"{fn}.init")), ()
+    name: str
+    ndim: int
+    layout: str
+    out_example: Callable
+    forward: Callable
 
-    def apply(params, x):
+    def init(self, key, input_shape):
+        del key
+        fn = f"{self.name}.init"
+        shape = _check_input_shape(fn, input_shape, self.ndim, self.layout)
+        k = len(shape) - self.ndim
+        return shape[:k] + tuple(self.out_example(shape[k:], fn)), ()
+
+    def apply(self, params, x):
+        fn = f"{self.name}.apply"
         if not (isinstance(params, tuple) and len(params) == 0):
             raise ValueError(
-                f"{fn}.apply: this layer has no parameters, `params` must be (), got "
+                f"{fn}: this layer has no parameters, `params` must be (), got "
                 f"{_short(params)}."
             )
-        x = _check_x(f"{fn}.apply", x, ndim, layout)
-        out_example(x.shape[x.ndim - ndim:], f"{fn}.apply")
-        return forward(x)
+        x = _check_x(fn, x, self.ndim, self.layout)
+        self.out_example(x.shape[x.ndim - self.ndim:], fn)
+        return self.forward(x.astype(_checks.result_dtype(fn, x=x)))
 
-    return Layer(init, apply)
+
+def _stateless(fn: str, ndim: int, layout: str, out_example, forward) -> Layer:
+    s = _Stateless(fn, ndim, layout, out_example, forward)
+    return Layer(s.init, s.apply)
+
+
+def _spec_of(layer):
+    """The object behind a convjax layer (Linear1D, Serial, _Stateless), or None."""
+    init = getattr(layer, "init", None) if isinstance(layer, Layer) else None
+    return getattr(init, "__self__", None)
+
+
+def describe_layer(layer) -> str:
+    """A short description of a layer (or of what was passed instead of one), for
+    error messages.
+
+    Example:
+      >>> describe_layer(serial(Conv1D(4, 3), Relu))
+      'serial model of 2 layers'
+      >>> describe_layer(Flatten)
+      'the function Flatten (a layer factory: call it, `Flatten()`)'
+    """
+    spec = _spec_of(layer)
+    if isinstance(spec, Linear1D):
+        return f"{spec.name} layer"
+    if isinstance(spec, Serial):
+        return f"serial model of {len(spec.layers)} layers"
+    if isinstance(spec, _Stateless):
+        return f"{spec.name} layer"
+    if isinstance(layer, Layer):
+        return "Layer (a custom one)"
+    if callable(layer) and getattr(layer, "__module__", None) == __name__:
+        return (f"the function {layer.__name__} (a layer factory: call it, "
+                f"`{layer.__name__}()`)")
+    return short(layer)
 
 
 ACTIVATIONS: dict[str, Callable] = {
@@ -709,7 +929,7 @@ def Activation(name: str) -> Layer:  # noqa: N802
 def Elementwise(fn: Callable) -> Layer:  # noqa: N802
     """A layer applying any elementwise jax function ``fn`` (shape unchanged)."""
     if not callable(fn):
-        raise TypeError(f"Elementwise: `fn` must be callable, got {fn!r}.")
+        raise TypeError(f"Elementwise: `fn` must be callable, got {short(fn)}.")
     return _stateless("Elementwise", 0, "(...)", lambda s, f: s, fn)
 
 
@@ -794,11 +1014,46 @@ def GlobalMaxPool() -> Layer:  # noqa: N802
 # --------------------------------------------------------------------------
 # combinators
 # --------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Serial:
+    """The layers of a :func:`serial` model, in order (what :func:`twin` and
+    :func:`structures` walk)."""
+
+    layers: tuple
+
+    def init(self, key, input_shape):
+        fn = "serial.init"
+        shape = _check_input_shape(fn, input_shape, 0, "(...)")
+        params = []
+        keys = jax.random.split(key, len(self.layers)) if self.layers else ()
+        for k, layer in zip(keys, self.layers, strict=True):
+            shape, p = layer.init(k, shape)
+            params.append(p)
+        return shape, tuple(params)
+
+    def apply(self, params, x):
+        n = len(self.layers)
+        if not isinstance(params, (tuple, list)) or len(params) != n:
+            raise ValueError(
+                f"serial.apply: `params` must be a tuple of {n} entries (one per "
+                f"layer), got {_short(params)}."
+            )
+        for p, layer in zip(params, self.layers, strict=True):
+            x = layer.apply(p, x)
+        return x
+
+    def layer(self) -> Layer:
+        return Layer(self.init, self.apply)
+
+
 def serial(*layers: Layer) -> Layer:
     """Composes layers: ``apply(params, x) = f_n(... f_1(x))``.
 
     Params are a tuple with one entry per layer (``()`` for a layer without
     params). ``init`` splits the key once per layer.
+
+    Raises:
+      TypeError: an argument is not a layer (e.g. a factory passed uncalled).
 
     Example:
       >>> import jax
@@ -810,31 +1065,11 @@ def serial(*layers: Layer) -> Layer:
     for j, layer in enumerate(layers):
         if not (hasattr(layer, "init") and hasattr(layer, "apply")):
             raise TypeError(
-                f"serial: `layers[{j}]` must be a Layer (init, apply), got {layer!r}; "
-                f"did you pass a factory without calling it, e.g. `Flatten` for `Flatten()`?"
+                f"serial: `layers[{j}]` must be a Layer (init, apply), got "
+                f"{describe_layer(layer)}; did you pass a factory without calling it, e.g. "
+                f"`Flatten` for `Flatten()`?"
             )
-    layers = tuple(layers)
-
-    def init(key, input_shape):
-        params = []
-        keys = jax.random.split(key, len(layers)) if layers else ()
-        shape = input_shape
-        for k, layer in zip(keys, layers, strict=True):
-            shape, p = layer.init(k, shape)
-            params.append(p)
-        return shape, tuple(params)
-
-    def apply(params, x):
-        if not isinstance(params, (tuple, list)) or len(params) != len(layers):
-            raise ValueError(
-                f"serial.apply: `params` must be a tuple of {len(layers)} entries (one per "
-                f"layer), got {type(params).__name__} {_short(params)}."
-            )
-        for p, layer in zip(params, layers, strict=True):
-            x = layer.apply(p, x)
-        return x
-
-    return Layer(init, apply)
+    return Serial(tuple(layers)).layer()
 
 
 def param_count(params) -> int:
@@ -857,15 +1092,19 @@ __all__ = [
     "GlobalMaxPool",
     "Identity",
     "Layer",
+    "KINDS",
     "Linear1D",
     "LocallyConnected1D",
     "MaxPool1D",
     "Relu",
-    "TYINGS",
+    "Serial",
     "Tanh",
+    "check_kind",
+    "describe_layer",
     "linear_spec",
     "param_count",
     "serial",
     "structure",
+    "structures",
     "twin",
 ]

@@ -31,8 +31,9 @@ Both are optax ``GradientTransformation`` s to chain BEFORE the optimizer::
 :class:`~convjax.tying.ConvStructure` when the params are one layer's dict, or a
 tuple/list aligned with :func:`~convjax.nn.serial` params holding a structure for
 each layer to keep inside the conv family and ``None`` for the others (nested
-tuples for nested ``serial``). Each treated layer's params may be dense or locally
-connected (read from the shape of ``w``); conv params pass unchanged.
+tuples for nested ``serial``): :func:`convjax.nn.structures` gives it for a whole
+model. Each treated layer's params may be dense or locally connected (read from
+the shape of ``w``); conv params pass unchanged.
 """
 
 from __future__ import annotations
@@ -65,49 +66,13 @@ def _projected_map(p, s: ConvStructure, within: str, fn: str):
     return family.move(down, s, kind)
 
 
-def _map_tree(fn: str, f, tree, structures, path="params"):
-    if structures is None:
-        return tree
-    if isinstance(structures, ConvStructure):
-        return f(tree, structures, path)
-    if isinstance(structures, (tuple, list)):
-        if not isinstance(tree, (tuple, list)) or len(tree) != len(structures):
-            raise ValueError(
-                f"{fn}: `structures` has {len(structures)} entries but {path} is "
-                f"{type(tree).__name__}"
-                + (f" of length {len(tree)}" if isinstance(tree, (tuple, list)) else "")
-                + "; give one entry (a ConvStructure or None) per layer of the serial params."
-            )
-        out = [
-            _map_tree(fn, f, t, st, f"{path}[{j}]")
-            for j, (t, st) in enumerate(zip(tree, structures, strict=True))
-        ]
-        return type(tree)(out)
-    raise TypeError(
-        f"{fn}: `structures` must be a ConvStructure, None, or a tuple/list of them "
-        f"aligned with the params, got {type(structures).__name__}."
-    )
-
-
-def _check_structures(fn: str, structures):
-    if structures is None or isinstance(structures, ConvStructure):
-        return
-    if isinstance(structures, (tuple, list)):
-        for st in structures:
-            _check_structures(fn, st)
-        return
-    raise TypeError(
-        f"{fn}: `structures` must be a ConvStructure, None, or a tuple/list of them "
-        f"aligned with the params, got {type(structures).__name__}."
-    )
-
-
 def _transformation(fn: str, layer_map, structures, within: str):
-    _check_structures(fn, structures)
+    family.check_structures(fn, structures)
     within = _checks.check_choice(fn, "within", within, WITHIN)
 
     def apply_map(tree):
-        return _map_tree(fn, lambda p, s, path: layer_map(p, s, within, fn), tree, structures)
+        return family.map_structures(fn, lambda p, s: layer_map(p, s, within, fn), tree,
+                                     structures)
 
     def init_fn(params):
         apply_map(params)  # checks the params fit the structures, at init time
@@ -156,9 +121,10 @@ def project_params(params, structures, *, within: str = "conv"):
     nearest dense/local twin of a conv, or of a locally connected layer for
     ``within="local"``). Idempotent. Arguments as :func:`tied_gradient`."""
     fn = "project_params"
-    _check_structures(fn, structures)
+    family.check_structures(fn, structures)
     within = _checks.check_choice(fn, "within", within, WITHIN)
-    return _map_tree(fn, lambda p, s, path: _projected_map(p, s, within, fn), params, structures)
+    return family.map_structures(fn, lambda p, s: _projected_map(p, s, within, fn), params,
+                                 structures)
 
 
 __all__ = ["WITHIN", "project_params", "projected_gradient", "tied_gradient"]
