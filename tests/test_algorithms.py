@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from convjax import algorithms, conv1d
-from convjax.algorithms import CORE_ALGORITHMS, Spec, choose, conv_core, fast_length, fft_plan
+from convjax.algorithms import CORE_ALGORITHMS, choose, fast_length, fft_plan
 
 HIGHEST = jax.lax.Precision.HIGHEST
 EXPLICIT = ("xla", "direct", "fft", "matmul", "dense")
@@ -232,36 +232,12 @@ def test_gradients_equal_the_xla_gradients(algorithm):
         np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-10)
 
 
-# (forward, gradient) pairs of the custom JVP; each core algorithm on each side once.
-ROUTES = [("xla", "direct"), ("direct", "fft"), ("fft", "matmul")]
-
-
-@pytest.mark.parametrize(("forward", "gradient"), ROUTES)
-def test_split_route_check_grads(forward, gradient):
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 13, 4))
-    w = rng.standard_normal((3, 2, 4))
-    spec = Spec(stride=2, dilation=2, groups=2, pad_lo=1, pad_hi=2, out_length=6)
-    f = jax.jit(functools.partial(conv_core, spec=spec, forward=forward, gradient=gradient))
-    assert f(x, w).shape == (2, 6, 4)
-    # Second order for one route (and for "auto" below), first order for the others:
-    # each order multiplies the compilations.
-    order = 2 if (forward, gradient) == ROUTES[0] else 1
-    check_grads(f, (x, w), order=order, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
-    # The reverse-mode gradient equals XLA's.
-    g = rng.standard_normal((2, 6, 4))
-    got = jax.vjp(f, x, w)[1](g)
-    want = jax.vjp(functools.partial(conv_core, spec=spec, forward="xla"), x, w)[1](g)
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-
-
-def test_auto_check_grads_second_order_on_the_routes_it_splits():
+def test_auto_check_grads_second_order_through_the_primitive():
     rng = np.random.default_rng(5)
-    # one signal: auto splits (direct forward, FFT gradients)
+    # one signal: direct forward, derivatives by the loop-safe rules
     x = rng.standard_normal((300, 1))
     w = rng.standard_normal((5, 1, 1))
-    assert _choice("cpu", 1, 300, 1, 1, 5) == algorithms.Choice("direct", "fft")
+    assert _choice("cpu", 1, 300, 1, 1, 5) == algorithms.Choice("direct", "rules")
     f = jax.jit(functools.partial(conv1d, padding="same", algorithm="auto"))
     check_grads(f, (x, w), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
 
@@ -270,7 +246,7 @@ def test_auto_check_grads_second_order_on_the_routes_it_splits():
 
     g = jax.jit(jax.grad(loss), static_argnums=1)
     np.testing.assert_allclose(g(w, "auto"), g(w, "xla"), rtol=1e-10)
-    # jax.hessian (forward over reverse) works through the custom JVP.
+    # jax.hessian (forward over reverse) works through the primitive's rules.
     hess = jax.jit(jax.hessian(loss), static_argnums=1)
     np.testing.assert_allclose(hess(w, "auto"), hess(w, "xla"), rtol=1e-10, atol=1e-10)
 
@@ -287,7 +263,7 @@ def test_auto_rule_cpu_as_documented():
     # one long signal: direct for short filters, fft for long
     assert _choice("cpu", 1, 10**5, 1, 1, 3).forward == "direct"
     assert _choice("cpu", 1, 10**5, 1, 1, 31).forward == "direct"
-    assert _choice("cpu", 1, 10**5, 1, 1, 255) == algorithms.Choice("fft", "fft")
+    assert _choice("cpu", 1, 10**5, 1, 1, 255) == algorithms.Choice("fft", "rules")
     assert _choice("cpu", 1, 10**5, 1, 1, 9, dilation=10).forward == "fft"
     # depthwise layers are one channel pair per group
     assert _choice("cpu", 64, 1024, 64, 64, 9, groups=64).forward == "direct"

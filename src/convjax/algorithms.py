@@ -1,5 +1,4 @@
-"""The exact algorithms behind :func:`convjax.conv1d`, the ``"auto"`` rule and the
-custom derivative that lets the forward pass and the gradients take different routes.
+"""The exact algorithms behind :func:`convjax.conv1d` and the ``"auto"`` rule.
 
 Every algorithm computes the same thing, a VALID cross-correlation of an input that
 is already padded (or, for ``padding_mode="zeros"``, is padded by the algorithm
@@ -29,14 +28,11 @@ for ``co`` in group ``h`` (``cig = Cin // groups``). Shapes: ``xp`` is
 The ``"dense"`` reference (the Toeplitz matrix of :func:`convjax.conv_matrix` times
 the input) lives in :mod:`convjax.conv` because it needs :mod:`convjax.tying`.
 
-Gradients. :func:`conv_core` evaluates the forward pass with one algorithm and,
-through a :func:`jax.custom_jvp`, its derivatives with another: the tangent is
-``G(dx, w) + G(x, dw)`` for the gradient algorithm ``G``, and reverse mode
-transposes it. With ``G = "direct"`` the weight gradient is K matmuls
-``xp_k^T g`` contracting over batch*length and the input gradient is K matmuls
-``g w_k^T`` added at shifted positions; with ``G = "matmul"`` they are one
-matmul each (plus the im2col copy). Forward mode, ``vmap`` and higher orders work
-because ``G`` is made of ordinary differentiable ``jax.numpy`` operations.
+Gradients. :func:`conv_core` differentiates the named algorithm by plain autodiff
+(a reference route). ``"auto"`` on CPU evaluates through the primitive of
+:mod:`convjax.primitive`, whose JVP, transpose and batching rules keep every
+derivative a forward convolution in the standard layout (fast inside compiled
+loops); off CPU it is XLA's convolution and XLA's autodiff.
 
 The ``"auto"`` rule (:func:`choose`) is a fixed, documented function of the backend
 and the static shapes, calibrated once by ``benchmarks/bench_conv1d.py``; nothing is
@@ -80,7 +76,12 @@ class Spec:
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-    """What ``"auto"`` picked: the forward algorithm and the gradient algorithm."""
+    """What ``"auto"`` picked: the forward algorithm and the derivative route.
+
+    ``gradient`` is an algorithm name (plain autodiff of it) or ``"rules"``: the
+    loop-safe rules of :mod:`convjax.primitive`, each derivative convolution again
+    picked by this rule for its own shapes.
+    """
 
     forward: str
     gradient: str
@@ -264,55 +265,24 @@ def conv_fft(x, w, spec: Spec, precision):
     return jax.lax.slice_in_dim(y, 0, stop, stride=spec.stride, axis=1)
 
 
-_IMPLS = {"xla": conv_xla, "direct": conv_direct, "matmul": conv_matmul, "fft": conv_fft}
+IMPLS = {"xla": conv_xla, "direct": conv_direct, "matmul": conv_matmul, "fft": conv_fft}
 
 
-# ---------------------------------------------------------------------------
-# the custom derivative
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
-def _split_route(x, w, spec, forward, gradient, precision):
-    return _IMPLS[forward](x, w, spec, precision)
-
-
-@functools.partial(_split_route.defjvp, symbolic_zeros=True)
-def _split_route_jvp(spec, forward, gradient, precision, primals, tangents):
-    x, w = primals
-    dx, dw = tangents
-    y = _split_route(x, w, spec, forward, gradient, precision)
-    g = _IMPLS[gradient]
-    dy = None
-    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
-        dy = g(dx, w, spec, precision)
-    if not isinstance(dw, jax.custom_derivatives.SymbolicZero):
-        term = g(x, dw, spec, precision)
-        dy = term if dy is None else dy + term
-    if dy is None:
-        dy = jnp.zeros_like(y)
-    return y, dy
-
-
-def conv_core(x, w, spec: Spec, *, forward: str, gradient: str | None = None, precision=None):
-    """Valid cross-correlation by a named forward algorithm, differentiated by a
-    named gradient algorithm.
+def conv_core(x, w, spec: Spec, *, algorithm: str, precision=None):
+    """Valid cross-correlation by a named algorithm, differentiated by plain autodiff
+    of that algorithm (the loop-safe rules are in :mod:`convjax.primitive`).
 
     Args:
       x: ``(B, L, Cin)``, padded already unless ``spec.pad_lo/pad_hi`` say otherwise.
       w: ``(K, Cin // groups, Cout)``, already flipped for a true convolution.
       spec: the static :class:`Spec`.
-      forward: one of :data:`CORE_ALGORITHMS`.
-      gradient: the algorithm whose derivative is used (``None``: ``forward``). When
-        it equals ``forward`` plain autodiff is used.
+      algorithm: one of :data:`CORE_ALGORITHMS`.
       precision: passed to every matmul / XLA convolution.
 
     Returns:
       ``(B, Lout, Cout)`` in the dtype of ``x``.
     """
-    gradient = forward if gradient is None else gradient
-    if gradient == forward:
-        return _IMPLS[forward](x, w, spec, precision)
-    return _split_route(x, w, spec, forward, gradient, precision)
+    return IMPLS[algorithm](x, w, spec, precision)
 
 
 # ---------------------------------------------------------------------------
@@ -355,16 +325,13 @@ def choose(
       convolutions are the vendor libraries there), except one long single-channel
       signal (``Cin == Cout == 1``, ``L >= 2**17``) with a long filter
       (``E >= 128``): ``"fft"``.
-    * CPU, one channel pair per group (``cig == cog == 1``: a 1-D signal, a batch
-      of them, a depthwise layer): forward ``"direct"`` (K fused multiply-adds) for
-      ``E < 64``, ``"fft"`` for ``E >= 64``; gradients ``"fft"`` (the transposes of
-      FFTs are FFTs; XLA's grouped and single-channel convolution gradients
-      measured several times slower).
-    * CPU, one input channel per group and more outputs (``cig == 1``), ``E < 64``:
-      forward ``"direct"``, gradients ``"xla"``.
-    * CPU, otherwise (CNN layers): ``"xla"`` for both. The split routes
-      (per-tap matmuls contracting over batch*length, im2col) measured slower
-      than XLA's convolution gradients on this machine; see ``docs/speed.md``.
+    * CPU: the derivatives follow the rules of :mod:`convjax.primitive`
+      (``gradient="rules"``); the forward algorithm, with ``cig``/``cog`` the
+      channels per group: one channel pair per group (``cig == cog == 1``: a 1-D
+      signal, a batch of them, a depthwise layer) ``"direct"`` (K fused
+      multiply-adds) for ``E < 64``, ``"fft"`` for ``E >= 64``; one input channel
+      per group and more outputs (``cig == 1``), ``E < 64``: ``"direct"``;
+      otherwise (CNN layers) ``"xla"``.
     """
     e = dilation * (kernel_size - 1) + 1
     cig, cog = in_channels // groups, out_channels // groups
@@ -373,7 +340,7 @@ def choose(
             return Choice("fft", "fft")
         return Choice("xla", "xla")
     if cig == 1 and cog == 1:
-        return Choice("fft" if e >= 64 else "direct", "fft")
+        return Choice("fft" if e >= 64 else "direct", "rules")
     if cig == 1 and e < 64:
-        return Choice("direct", "xla")
-    return Choice("xla", "xla")
+        return Choice("direct", "rules")
+    return Choice("xla", "rules")

@@ -7,6 +7,7 @@ import numpy as np
 
 from convjax import _checks
 from convjax import algorithms as _alg
+from convjax import primitive as _primitive
 from convjax.geometry import ConvOptions, Geometry, PaddingLike, conv_options
 from convjax.tying import structure_from_options
 
@@ -145,21 +146,21 @@ def _conv_fast(x, xb, w, geom: Geometry, groups: int, precision, algorithm: str)
         xb = pad_input(xb, geom)
         pads = (0, 0)
     spec = _alg.Spec(geom.stride, geom.dilation, groups, *pads, geom.out_length)
-    if algorithm == "auto":
-        choice = _alg.choose(
-            _alg.platform_of(x),
-            batch=xb.shape[0],
-            length=geom.padded_length,
-            in_channels=xb.shape[-1],
-            out_channels=w.shape[-1],
-            kernel_size=geom.kernel_size,
-            dilation=geom.dilation,
-            groups=groups,
-        )
-        forward, gradient = choice.forward, choice.gradient
-    else:
-        forward = gradient = algorithm
-    return _alg.conv_core(xb, w, spec, forward=forward, gradient=gradient, precision=precision)
+    if algorithm != "auto":
+        return _alg.conv_core(xb, w, spec, algorithm=algorithm, precision=precision)
+    choice = _alg.choose(
+        _alg.platform_of(x),
+        batch=xb.shape[0],
+        length=geom.padded_length,
+        in_channels=xb.shape[-1],
+        out_channels=w.shape[-1],
+        kernel_size=geom.kernel_size,
+        dilation=geom.dilation,
+        groups=groups,
+    )
+    if choice.gradient == "rules":
+        return _primitive.conv(xb, w, spec, precision, algorithm=choice.forward)
+    return _alg.conv_core(xb, w, spec, algorithm=choice.forward, precision=precision)
 
 
 def _conv_dense(xb, w, opts: ConvOptions, precision):
