@@ -213,6 +213,23 @@ def test_compiled_blocks_do_not_keep_user_closures_alive():
     assert len(loop._BLOCKS) == before  # the entry went with its callables
 
 
+def test_block_cache_is_quiet_at_interpreter_exit():
+    # The cache's weak-reference callbacks may fire while modules are torn down.
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp, optax\n"
+            "from convjax import train\n"
+            "def loss(p, b):\n"
+            "    return jnp.mean((b['x'] @ p['w']) ** 2)\n"
+            "opt = optax.sgd(0.1)  # module globals: freed while modules are torn down\n"
+            "train.fit(loss, {'w': jnp.ones(2)}, opt, {'x': jnp.ones((4, 2))},\n"
+            "          jax.random.key(0), steps=2, batch_size=2, progress=False)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
+
+
 def test_bound_method_loss_compiles_once():
     traces = []
 

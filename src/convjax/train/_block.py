@@ -226,12 +226,20 @@ def _strong(token):
     return token[1]
 
 
-def _dead(token) -> bool:
-    """Whether an object weakly held in ``token`` has been collected."""
-    if isinstance(token, weakref.ref):
-        return token() is None
-    if isinstance(token, tuple):
-        return any(_dead(t) for t in token)
+def _dead(token, ref=weakref.ref) -> bool:
+    """Whether an object weakly held in ``token`` has been collected.
+
+    It runs in weak-reference callbacks, possibly while the interpreter shuts down and
+    module globals are already cleared: it uses no global name (``ref`` is bound here).
+    """
+    stack = [token]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, ref):
+            if t() is None:
+                return True
+        elif isinstance(t, tuple):
+            stack.extend(t)
     return False
 
 
@@ -278,6 +286,6 @@ class BlockCache:
         self._entries[(tokens, s, many)] = fn
         return fn
 
-    def _drop_dead(self, _ref) -> None:
-        for key in [k for k in self._entries if _dead(k[0])]:
+    def _drop_dead(self, _ref, dead=_dead) -> None:
+        for key in [k for k in self._entries if dead(k[0])]:
             del self._entries[key]
