@@ -328,3 +328,48 @@ def test_docstring_examples_run():
     assert out.returncode == 0, out.stdout + out.stderr
     attempted, failed = map(int, out.stdout.split()[-2:])
     assert failed == 0 and attempted >= 5
+
+
+# ---- working-memory guard, precision, empty batch (issues 9 and 12) ---------------
+
+
+def test_dense_and_matmul_refuse_beyond_max_bytes_before_allocating():
+    x = jnp.ones((2**20, 1), jnp.float32)
+    w = jnp.ones((3, 1, 1), jnp.float32)
+    with pytest.raises(ValueError, match=r'conv1d: the dense matrix of algorithm="dense" of '
+                       r"shape \(1048574, 1048576\) in float32 would need 4398038122496 bytes"):
+        conv1d(x, w, algorithm="dense")
+    with pytest.raises(ValueError, match=r'conv1d: the im2col patches of algorithm="matmul" of '
+                       r"shape \(4, 1048574, 6\) in float32 would need 100663104 bytes .* more "
+                       r"than `max_bytes`=1000000"):
+        conv1d(jnp.ones((4, 2**20, 2), jnp.float32), w.reshape(3, 1, 1) * jnp.ones((3, 2, 1),
+               jnp.float32), algorithm="matmul",
+               max_bytes=1_000_000)
+    # within the limit (or without one) they run
+    small = conv1d(jnp.ones((20, 1)), w, algorithm="dense", max_bytes=None)
+    assert small.shape == (18, 1)
+
+
+@pytest.mark.parametrize("precision", ["bogus", 3, ("highest", "nope"), ()])
+def test_bad_precision_names_conv1d_and_the_argument(precision):
+    with pytest.raises(ValueError, match=r"conv1d: `precision` must be None, a "
+                       r"jax.lax.Precision, one of its names"):
+        conv1d(jnp.ones((5, 1)), jnp.ones((2, 1, 1)), precision=precision)
+
+
+@pytest.mark.parametrize("precision", [None, "highest", jax.lax.Precision.HIGH,
+                                       ("highest", "default")])
+def test_good_precisions_are_accepted(precision):
+    assert conv1d(jnp.ones((5, 1)), jnp.ones((2, 1, 1)), precision=precision).shape == (4, 1)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "xla", "direct", "fft", "matmul", "dense"])
+def test_an_empty_batch_axis_gives_an_empty_output_like_lax(algorithm):
+    x = jnp.ones((0, 3, 7, 2))
+    w = jnp.ones((3, 2, 4))
+    y = conv1d(x, w, padding="same", algorithm=algorithm)
+    want = jax.lax.conv_general_dilated(x.reshape(0, 7, 2), w, (1,), "SAME",
+                                        dimension_numbers=("NWC", "WIO", "NWC"))
+    assert y.shape == (0, 3, 7, 4) and want.shape == (0, 7, 4)
+    g = jax.grad(lambda w: jnp.sum(conv1d(x, w, algorithm=algorithm)))(w)
+    np.testing.assert_array_equal(g, jnp.zeros_like(w))

@@ -9,8 +9,15 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
+import math
+
+import jax
 import jax.numpy as jnp
 import numpy as np
+
+#: The default ``max_bytes`` of the routes whose size grows by nature (the dense
+#: matrix, im2col patches): 1 GiB.
+DEFAULT_MAX_BYTES = 2**30
 
 
 def as_positive_int(fn: str, name: str, value, *, minimum: int = 1) -> int:
@@ -127,3 +134,38 @@ def result_dtype(fn: str, **arrays):
         check_real(fn, name, a)
     dtype = jnp.result_type(*arrays.values())
     return dtype if jnp.issubdtype(dtype, jnp.floating) else default_float()
+
+
+def check_precision(fn: str, precision):
+    """Returns ``precision`` if XLA accepts it (None, a ``jax.lax.Precision``, one of
+    its names, or a pair of those), else raises naming ``fn`` and the argument."""
+    entries = precision if isinstance(precision, (tuple, list)) else (precision,)
+    ok = 1 <= len(entries) <= 2
+    for p in entries:
+        if p is None or isinstance(p, jax.lax.Precision):
+            continue
+        try:
+            jax.lax.Precision(p)
+        except (ValueError, TypeError, KeyError):
+            ok = False
+    if not ok or (isinstance(precision, (tuple, list)) and None in entries):
+        names = ", ".join(repr(m.name.lower()) for m in jax.lax.Precision)
+        raise ValueError(
+            f"{fn}: `precision` must be None, a jax.lax.Precision, one of its names "
+            f"({names}) or a pair of them, got {precision!r}."
+        )
+    return tuple(precision) if isinstance(precision, list) else precision
+
+
+def check_bytes(fn: str, what: str, shape, dtype, max_bytes, hint: str) -> None:
+    """Raises ValueError (before anything is allocated) when an array of ``shape`` and
+    ``dtype`` would exceed ``max_bytes`` (``None``: no limit)."""
+    if max_bytes is None:
+        return
+    max_bytes = as_positive_int(fn, "max_bytes", max_bytes, minimum=0)
+    need = math.prod(shape) * np.dtype(dtype).itemsize
+    if need > max_bytes:
+        raise ValueError(
+            f"{fn}: {what} of shape {tuple(shape)} in {np.dtype(dtype)} would need {need} "
+            f"bytes ({need / 2**30:.3g} GiB), more than `max_bytes`={max_bytes}; {hint}"
+        )

@@ -91,7 +91,7 @@ class Choice:
 # helpers
 
 
-def _compute_dtype(dtype):
+def compute_dtype(dtype):
     """float16/bfloat16 are computed in float32 (as XLA accumulates them)."""
     return jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
 
@@ -116,7 +116,7 @@ def _with_compute_dtype(fn):
     @functools.wraps(fn)
     def wrapped(x, w, spec, precision):
         dtype = jnp.result_type(x, w)
-        cdt = _compute_dtype(dtype)
+        cdt = compute_dtype(dtype)
         y = fn(x.astype(cdt), w.astype(cdt), spec, precision)
         return y.astype(dtype)
 

@@ -26,6 +26,7 @@ def conv1d(
     padding_mode: str = "zeros",
     precision=None,
     algorithm: str = "auto",
+    max_bytes: int | None = _checks.DEFAULT_MAX_BYTES,
 ):
     """1-D convolution layer: cross-correlation by default, true convolution with ``flip=True``.
 
@@ -59,9 +60,16 @@ def conv1d(
         overlap-save blocks for long signals), ``"matmul"`` (im2col patches times
         the filter matrix) or ``"dense"`` (the matrix of
         :func:`convjax.conv_matrix` times the input; a reference). All support
-        every option and are exact up to floating-point rounding; an explicit
-        name is differentiated by its own autodiff, ``"auto"`` may take a faster
-        route for the gradients (a custom JVP, see :mod:`convjax.algorithms`).
+        every option and are exact up to floating-point rounding. An explicit
+        name is differentiated by plain autodiff of that algorithm; ``"auto"`` on
+        CPU goes through the primitive of :mod:`convjax.primitive`, whose
+        derivatives (of any order, forward and reverse, under ``vmap``) are again
+        standard-layout forward convolutions, fast inside ``lax.scan`` loops.
+      max_bytes: refuse (before allocating, with a ValueError) when the working
+        array of ``"dense"`` (the ``(Lout*Cout, L*Cin)`` matrix) or ``"matmul"``
+        (the ``(B, Lout, K*Cin)`` patches) would exceed this many bytes; ``None``
+        for no limit. Default 1 GiB. The other algorithms need memory linear in
+        the input, output and filter.
 
     Returns:
       ``(..., Lout, Cout)`` array in the promoted dtype of ``x`` and ``w``.
@@ -69,7 +77,8 @@ def conv1d(
     Raises:
       ValueError: wrong rank, channel mismatch, bad option, empty output, reflect
         padding wider than the input.
-      TypeError: non-floating or complex dtype, non-integer size.
+      TypeError: complex or non-numeric dtype, non-integer size. Integer and bool
+        inputs are promoted to jax's default float dtype.
 
     Example:
       >>> import jax.numpy as jnp
@@ -85,9 +94,14 @@ def conv1d(
         padding_mode=padding_mode,
     )
     algorithm = _checks.check_choice("conv1d", "algorithm", algorithm, ALGORITHMS)
+    precision = _checks.check_precision("conv1d", precision)
     x, w, geom = _prepare("conv1d", x, w, opts)
     batch = x.shape[:-2]
+    cout = w.shape[-1]
+    if 0 in batch:  # an empty batch gives an empty output, as in lax and torch
+        return jnp.zeros((*batch, geom.out_length, cout), x.dtype)
     xb = x.reshape(-1, *x.shape[-2:])
+    _check_working_memory(algorithm, xb, w, geom, max_bytes)
     if algorithm == "dense":
         y = _conv_dense(xb, w, opts, precision)
     else:
@@ -113,8 +127,11 @@ def _prepare(fn: str, x, w, opts: ConvOptions):
             f"expects Cin // groups = {cig} (w.shape[1]) with groups={opts.groups}, i.e. "
             f"Cin = {cig * opts.groups}."
         )
-    if 0 in np.shape(x):
-        raise ValueError(f"{fn}: `x` must not be empty, got shape {tuple(np.shape(x))}.")
+    if 0 in np.shape(x)[-2:]:
+        raise ValueError(
+            f"{fn}: `x` must have a non-empty length and channel axis, got shape "
+            f"{tuple(np.shape(x))}."
+        )
     if cout % opts.groups:
         raise ValueError(
             f"{fn}: the output channels Cout={cout} (w.shape[2]) must be divisible by "
@@ -124,6 +141,22 @@ def _prepare(fn: str, x, w, opts: ConvOptions):
         raise ValueError(f"{fn}: `w` must not be empty, got shape {tuple(np.shape(w))}.")
     geom = opts.geometry(L, K, fn=fn)
     return jnp.asarray(x, dtype), jnp.asarray(w, dtype), geom
+
+
+def _check_working_memory(algorithm: str, xb, w, geom: Geometry, max_bytes) -> None:
+    """The ``max_bytes`` guard of the routes whose size grows with ``L*L`` or ``K*L``."""
+    B, L, cin = xb.shape
+    K, _, cout = w.shape
+    if algorithm == "dense":
+        shape = (geom.out_length * cout, L * cin)
+        _checks.check_bytes("conv1d", 'the dense matrix of algorithm="dense"', shape, w.dtype,
+                            max_bytes, "pass a larger max_bytes (or None) or another algorithm.")
+    elif algorithm == "matmul":
+        shape = (B, geom.out_length, K * cin)
+        dtype = _alg.compute_dtype(w.dtype)
+        _checks.check_bytes("conv1d", 'the im2col patches of algorithm="matmul"', shape,
+                            dtype, max_bytes,
+                            "pass a larger max_bytes (or None) or another algorithm.")
 
 
 def pad_input(x, geom: Geometry):

@@ -42,7 +42,6 @@ families ``conv_to_local``, ``local_to_conv_adjoint``, ``local_to_conv_nearest``
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import TYPE_CHECKING
 
 import jax
@@ -56,7 +55,7 @@ if TYPE_CHECKING:  # imported where used: it costs ~0.15 s (scipy.sparse) at imp
     from jax.experimental import sparse as jsparse
 
 #: Default ceiling for :func:`conv_matrix`: refuse to allocate more than 1 GiB.
-DEFAULT_MAX_BYTES = 2**30
+DEFAULT_MAX_BYTES = _checks.DEFAULT_MAX_BYTES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -458,15 +457,10 @@ def conv_matrix(
         padding_mode=padding_mode, fn="conv_matrix",
     )
     s = structure_from_options(opts, np.shape(w), in_length, fn="conv_matrix")
-    if max_bytes is not None:
-        max_bytes = _checks.as_positive_int("conv_matrix", "max_bytes", max_bytes, minimum=0)
-        need = math.prod(s.dense_shape) * jnp.dtype(w.dtype).itemsize
-        if need > max_bytes:
-            raise ValueError(
-                f"conv_matrix: the dense matrix of shape {s.dense_shape} in {w.dtype} would "
-                f"need {need} bytes ({need / 2**30:.3g} GiB), more than `max_bytes`="
-                f"{max_bytes}; pass a larger max_bytes (or None) or use conv_matrix_sparse."
-            )
+    _checks.check_bytes(
+        "conv_matrix", "the dense matrix", s.dense_shape, w.dtype, max_bytes,
+        "pass a larger max_bytes (or None) or use conv_matrix_sparse.",
+    )
     return s.dense(w)
 
 
