@@ -15,14 +15,18 @@ def test_bench_train_quick(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "train.json"
-    report = bench.main(["--quick", "--steps", "4", "--algorithms", "auto", "--out", str(out)])
+    report = bench.main(["--quick", "--channels", "4", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(report))
-    res = saved["results"]["auto"]
-    assert set(res) == {"one_run", "vmapped_2", "sequential_2"}
-    for r in res.values():
-        assert r["warm_s"] > 0 and r["cold_s"] > 0
-    assert saved["speedup_vmapped_vs_sequential"]["auto"] == pytest.approx(
-        res["sequential_2"]["warm_s"] / res["vmapped_2"]["warm_s"])
-    assert saved["config"]["steps"] == 4 and saved["config"]["runs"] == 2
-    assert "faster" in capsys.readouterr().out
+    res = saved["results"]["4"]
+    assert set(res) == {"fit_vs_plain_loop", "fit_many_vs_sequential", "large_n_vs_small_n"}
+    a = res["fit_vs_plain_loop"]
+    assert a["ratio"] == pytest.approx(a["fit_steps_per_s"] / a["plain_loop_steps_per_s"])
+    b = res["fit_many_vs_sequential"]
+    assert b["ratio"] == pytest.approx(b["sequential_s"] / b["fit_many_s"]) and b["runs"] == 2
+    for when in ("start", "end"):
+        assert saved[when]["matmul_peak"]["gflops_best"] > 0
+        assert len(saved[when]["load_average"]) == 3
+    assert set(saved["quiet"]) == {"load_at_start", "waited_s", "quiet", "threshold"}
+    assert "| 4 | `fit` vs plain jitted loop" in saved["markdown"]
+    assert "fit_many_vs_sequential" in capsys.readouterr().out
