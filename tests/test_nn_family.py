@@ -70,15 +70,29 @@ def test_embeddings_are_lossless_float64(c, seed):
 
 
 def test_embeddings_are_lossless_float32():
-    c = {"L": 12, "Cin": 4, "Cout": 6, "K": 3, "batch": (5,),
-         "opts": {"stride": 2, "padding": "same", "dilation": 2, "groups": 2, "flip": True,
-                  "padding_mode": "reflect"}}
+    c = {
+        "L": 12,
+        "Cin": 4,
+        "Cout": 6,
+        "K": 3,
+        "batch": (5,),
+        "opts": {
+            "stride": 2,
+            "padding": "same",
+            "dilation": 2,
+            "groups": 2,
+            "flip": True,
+            "padding_mode": "reflect",
+        },
+    }
     s, _, p, x, _ = _setup(c, 0, np.float32)
     conv = nn.Conv1D(6, 3, dtype=jnp.float32, precision=HI, **c["opts"])
     y = conv.apply(p["conv"], x)
     assert y.dtype == jnp.float32
-    for kind, params in (("local", nn.conv_to_local(p["conv"], s)),
-                         ("dense", nn.conv_to_dense(p["conv"], s))):
+    for kind, params in (
+        ("local", nn.conv_to_local(p["conv"], s)),
+        ("dense", nn.conv_to_dense(p["conv"], s)),
+    ):
         got = nn.twin(conv, kind).apply(params, x)
         assert got.dtype == jnp.float32
         # float32: sums of 6 products of unit normals; 1e-5 is ~100 ulps of the outputs
@@ -130,14 +144,16 @@ def test_adjoints_are_true_adjoints(c, seed):
 
     @jax.jit
     def run(p, q):
-        return jnp.stack([
-            _dot(nn.conv_to_local(p["conv"], s), q["local"]),
-            _dot(p["conv"], nn.local_to_conv_adjoint(q["local"], s)),
-            _dot(nn.local_to_dense(p["local"], s), q["dense"]),
-            _dot(p["local"], nn.dense_to_local_adjoint(q["dense"], s)),
-            _dot(nn.conv_to_dense(p["conv"], s), q["dense"]),
-            _dot(p["conv"], nn.dense_to_conv_adjoint(q["dense"], s)),
-        ])
+        return jnp.stack(
+            [
+                _dot(nn.conv_to_local(p["conv"], s), q["local"]),
+                _dot(p["conv"], nn.local_to_conv_adjoint(q["local"], s)),
+                _dot(nn.local_to_dense(p["local"], s), q["dense"]),
+                _dot(p["local"], nn.dense_to_local_adjoint(q["dense"], s)),
+                _dot(nn.conv_to_dense(p["conv"], s), q["dense"]),
+                _dot(p["conv"], nn.dense_to_conv_adjoint(q["dense"], s)),
+            ]
+        )
 
     r = np.asarray(run(p, q))
     scale = 1.0 + np.abs(r).max()
@@ -145,9 +161,21 @@ def test_adjoints_are_true_adjoints(c, seed):
 
 
 def test_adjoint_maps_the_dense_gradient_to_the_conv_gradient():
-    c = {"L": 9, "Cin": 2, "Cout": 4, "K": 3, "batch": (3,),
-         "opts": {"stride": 2, "padding": "full", "dilation": 1, "groups": 2, "flip": False,
-                  "padding_mode": "circular"}}
+    c = {
+        "L": 9,
+        "Cin": 2,
+        "Cout": 4,
+        "K": 3,
+        "batch": (3,),
+        "opts": {
+            "stride": 2,
+            "padding": "full",
+            "dilation": 1,
+            "groups": 2,
+            "flip": False,
+            "padding_mode": "circular",
+        },
+    }
     s, layers, p, x, _ = _setup(c, 3)
 
     def loss(kind):
@@ -164,17 +192,31 @@ def test_adjoint_maps_the_dense_gradient_to_the_conv_gradient():
 def _least_squares_conv(s, D):
     """Independent nearest conv: numpy lstsq over the basis {T(e_j)}."""
     n = int(np.prod(s.filter_shape))
-    basis = np.stack([np.asarray(s.dense(jnp.eye(n)[j].reshape(s.filter_shape))).ravel()
-                      for j in range(n)], axis=1)
+    basis = np.stack(
+        [np.asarray(s.dense(jnp.eye(n)[j].reshape(s.filter_shape))).ravel() for j in range(n)],
+        axis=1,
+    )
     coef, *_ = np.linalg.lstsq(basis, np.asarray(D).ravel(), rcond=None)
     return (basis @ coef).reshape(D.shape)
 
 
 @pytest.mark.parametrize("mode", ["zeros", "circular"])
 def test_distances_measure_what_they_say(mode):
-    c = {"L": 7, "Cin": 2, "Cout": 2, "K": 3, "batch": (),
-         "opts": {"stride": 1, "padding": "same", "dilation": 2, "groups": 1, "flip": False,
-                  "padding_mode": mode}}
+    c = {
+        "L": 7,
+        "Cin": 2,
+        "Cout": 2,
+        "K": 3,
+        "batch": (),
+        "opts": {
+            "stride": 1,
+            "padding": "same",
+            "dilation": 2,
+            "groups": 1,
+            "flip": False,
+            "padding_mode": mode,
+        },
+    }
     s, _, p, _, rng = _setup(c, 5)
     D = np.asarray(p["dense"]["w"])
     mask = s.mask()
@@ -188,8 +230,9 @@ def test_distances_measure_what_they_say(mode):
     near = _least_squares_conv(s, D)
     want = np.linalg.norm(D - near) / np.linalg.norm(D)
     np.testing.assert_allclose(float(nn.distance_to_conv(p["dense"], s)), want, rtol=1e-10)
-    np.testing.assert_allclose(nn.conv_to_dense(nn.dense_to_conv(p["dense"], s), s)["w"], near,
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        nn.conv_to_dense(nn.dense_to_conv(p["dense"], s), s)["w"], near, rtol=1e-10, atol=1e-12
+    )
     # a conv's twins are at distance 0; conv params have share 0
     for q in (nn.conv_to_dense(p["conv"], s), nn.conv_to_local(p["conv"], s), p["conv"]):
         assert float(nn.distance_to_conv(q, s)) < 1e-13
@@ -209,8 +252,7 @@ def test_local_distance_and_dead_taps():
     share = float(nn.off_structure_share({"w": w}, s))
     np.testing.assert_allclose(share, dead.sum() / dead.size, rtol=1e-12)
     # untied filters that are a conv on the live taps: distance is the dead part only
-    np.testing.assert_allclose(float(nn.distance_to_conv({"w": w}, s)), np.sqrt(share),
-                               rtol=1e-12)
+    np.testing.assert_allclose(float(nn.distance_to_conv({"w": w}, s)), np.sqrt(share), rtol=1e-12)
 
 
 def test_move_and_kind_of():
@@ -237,24 +279,39 @@ def test_family_errors():
     s = convjax.conv_structure((3, 2, 4), 8, padding="same")
     conv = {"w": jnp.ones(s.filter_shape), "b": jnp.ones(4)}
     local = nn.conv_to_local(conv, s)
-    with pytest.raises(ValueError, match=r"conv_to_dense: `params` must be conv params .*got "
-                                         r"local params with shape \(8, 3, 2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"conv_to_dense: `params` must be conv params .*got "
+        r"local params with shape \(8, 3, 2, 4\)",
+    ):
         nn.conv_to_dense(local, s)
-    with pytest.raises(ValueError, match=r"dense_to_conv: `params\['w'\]` has shape \(5, 5\), "
-                                         r"which is none of the shapes of this structure"):
+    with pytest.raises(
+        ValueError,
+        match=r"dense_to_conv: `params\['w'\]` has shape \(5, 5\), "
+        r"which is none of the shapes of this structure",
+    ):
         nn.dense_to_conv({"w": jnp.ones((5, 5))}, s)
-    with pytest.raises(ValueError, match=r"conv_to_local: `params\['b'\]` must have shape "
-                                         r"\(4,\) for conv params, got \(8, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"conv_to_local: `params\['b'\]` must have shape "
+        r"\(4,\) for conv params, got \(8, 4\)",
+    ):
         nn.conv_to_local({"w": conv["w"], "b": jnp.ones((8, 4))}, s)
     with pytest.raises(TypeError, match=r"local_to_conv: `s` must be a ConvStructure"):
         nn.local_to_conv(local, nn.Conv1D(4, 3))
     with pytest.raises(TypeError, match=r"conv_to_local: `params` must be a dict"):
         nn.conv_to_local(conv["w"], s)
-    with pytest.raises(ValueError, match=r"move: `to` must be one of 'conv', 'local', "
-                                         r"'dense', got 'sparse'"):
+    with pytest.raises(
+        ValueError,
+        match=r"move: `to` must be one of 'conv', 'local', "
+        r"'dense', got 'sparse'",
+    ):
         nn.move(conv, s, "sparse")
-    with pytest.raises(ValueError, match=r"conv_to_local: `params` has unexpected keys "
-                                         r"\['scale'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"conv_to_local: `params` has unexpected keys "
+        r"\['scale'\]",
+    ):
         nn.conv_to_local({**conv, "scale": jnp.ones(())}, s)
 
 
@@ -265,8 +322,9 @@ def _model():
     return nn.serial(
         nn.Conv1D(4, 3, padding="same", precision=HI),
         nn.Tanh,
-        nn.serial(nn.Conv1D(6, 2, stride=2, padding="causal", groups=2, dilation=2,
-                            precision=HI), nn.Relu),
+        nn.serial(
+            nn.Conv1D(6, 2, stride=2, padding="causal", groups=2, dilation=2, precision=HI), nn.Relu
+        ),
         nn.AvgPool1D(2, stride=1),
         nn.Conv1D(3, 3, padding="full", flip=True, padding_mode="zeros", precision=HI),
         nn.Gelu,
@@ -285,7 +343,8 @@ def _model_params():
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.key(1), len(leaves))
     params = jax.tree_util.tree_unflatten(
-        tree, [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)])
+        tree, [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)]
+    )
     x = jax.random.normal(jax.random.key(2), (5, *SHAPE))
     return model, params, x
 
@@ -294,13 +353,21 @@ def test_structures_of_a_model_are_aligned_with_its_params():
     model, params, _ = _model_params()
     ss = nn.structures(model, (5, *SHAPE))
     assert [type(s).__name__ for s in ss] == [
-        "ConvStructure", "NoneType", "tuple", "NoneType", "ConvStructure", "NoneType",
-        "NoneType", "NoneType"]
+        "ConvStructure",
+        "NoneType",
+        "tuple",
+        "NoneType",
+        "ConvStructure",
+        "NoneType",
+        "NoneType",
+        "NoneType",
+    ]
     assert ss[2][1] is None
     assert ss[0] == nn.structure(nn.Conv1D(4, 3, padding="same"), SHAPE)
     # the second conv reads the (11, 4) output of the first, the third the pooled (5, 6)
-    assert ss[2][0] == convjax.conv_structure((2, 2, 6), 11, stride=2, padding="causal",
-                                              groups=2, dilation=2)
+    assert ss[2][0] == convjax.conv_structure(
+        (2, 2, 6), 11, stride=2, padding="causal", groups=2, dilation=2
+    )
     assert ss[4] == convjax.conv_structure((3, 6, 3), 5, padding="full", flip=True)
 
     def aligned(p, s):
@@ -316,8 +383,9 @@ def test_a_moved_model_computes_what_the_model_did(to):
     model, params, x = _model_params()
     ss = nn.structures(model, SHAPE)
     twin, moved = nn.twin(model, to), nn.move(params, ss, to)
-    np.testing.assert_allclose(jax.jit(twin.apply)(moved, x), jax.jit(model.apply)(params, x),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        jax.jit(twin.apply)(moved, x), jax.jit(model.apply)(params, x), rtol=1e-12, atol=1e-12
+    )
     # every linear layer with a structure is of kind `to`; the rest is untouched
     for j in (0, 4):
         assert nn.kind_of(moved[j], ss[j]) == to
@@ -336,12 +404,20 @@ def test_moving_a_model_down_recovers_the_conv_params():
     ss = nn.structures(model, SHAPE)
     local = nn.move(params, ss, "local")
     dense = nn.move(local, ss, "dense")
-    for back in (nn.move(nn.move(dense, ss, "local"), ss, "conv"), nn.move(dense, ss, "conv"),
-                 nn.dense_to_conv(dense, ss), nn.local_to_conv(local, ss)):
+    for back in (
+        nn.move(nn.move(dense, ss, "local"), ss, "conv"),
+        nn.move(dense, ss, "conv"),
+        nn.dense_to_conv(dense, ss),
+        nn.local_to_conv(local, ss),
+    ):
         for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(nn.twin(nn.twin(model, "dense"), "conv").apply(
-        nn.move(dense, ss, "conv"), x), model.apply(params, x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        nn.twin(nn.twin(model, "dense"), "conv").apply(nn.move(dense, ss, "conv"), x),
+        model.apply(params, x),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_model_adjoint_maps_the_dense_gradient_to_the_conv_gradient():
@@ -373,32 +449,54 @@ def test_twin_of_a_model_keeps_the_other_layers():
     back = nn.twin(twin, "conv").init.__self__.layers
     assert nn.linear_spec(back[0]) == nn.linear_spec(orig[0])
     assert nn.linear_spec(back[4]) == nn.linear_spec(orig[4])
-    assert nn.linear_spec(back[2].init.__self__.layers[0]) == \
-        nn.linear_spec(orig[2].init.__self__.layers[0])
+    assert nn.linear_spec(back[2].init.__self__.layers[0]) == nn.linear_spec(
+        orig[2].init.__self__.layers[0]
+    )
 
 
 def test_whole_model_errors():
     model, params, _ = _model_params()
     ss = nn.structures(model, SHAPE)
-    with pytest.raises(ValueError, match=r"move: `s` has 8 entries but params is tuple of "
-                                         r"length 7"):
+    with pytest.raises(
+        ValueError,
+        match=r"move: `s` has 8 entries but params is tuple of "
+        r"length 7",
+    ):
         nn.move(params[:7], ss, "dense")
-    with pytest.raises(ValueError, match=r"conv_to_dense: `s` has 2 entries but params\[2\] "
-                                         r"is dict"):
+    with pytest.raises(
+        ValueError,
+        match=r"conv_to_dense: `s` has 2 entries but params\[2\] "
+        r"is dict",
+    ):
         nn.conv_to_dense(params[:2] + (params[0],) + params[3:], ss)
-    with pytest.raises(TypeError, match=r"move: `s` must be a ConvStructure, None, or a "
-                                        r"tuple/list of them .*got a Layer; pass its structure"):
+    with pytest.raises(
+        TypeError,
+        match=r"move: `s` must be a ConvStructure, None, or a "
+        r"tuple/list of them .*got a Layer; pass its structure",
+    ):
         nn.move(params, model, "dense")
-    with pytest.raises(ValueError, match=r"move: `to` must be one of 'conv', 'local', 'dense', "
-                                         r"got 'none' \(an old name, now 'dense'"):
+    with pytest.raises(
+        ValueError,
+        match=r"move: `to` must be one of 'conv', 'local', 'dense', "
+        r"got 'none' \(an old name, now 'dense'",
+    ):
         nn.move(params, ss, "none")
-    with pytest.raises(TypeError, match=r"structure: `layer` is a serial model of 8 layers; "
-                                        r"use `nn.structures"):
+    with pytest.raises(
+        TypeError,
+        match=r"structure: `layer` is a serial model of 8 layers; "
+        r"use `nn.structures",
+    ):
         nn.structure(model, SHAPE)
-    with pytest.raises(TypeError, match=r"serial.init: `input_shape` must be a tuple of ints "
-                                        r"\(layout \(\.\.\.\)\), got ArrayImpl of shape "
-                                        r"\(5, 11, 2\) and dtype float64; pass `x.shape`"):
+    with pytest.raises(
+        TypeError,
+        match=r"serial.init: `input_shape` must be a tuple of ints "
+        r"\(layout \(\.\.\.\)\), got ArrayImpl of shape "
+        r"\(5, 11, 2\) and dtype float64; pass `x.shape`",
+    ):
         model.init(jax.random.key(0), jnp.zeros((5, *SHAPE)))
-    with pytest.raises(ValueError, match=r"conv_to_local: `params` must be conv params .*got "
-                                         r"local params"):
+    with pytest.raises(
+        ValueError,
+        match=r"conv_to_local: `params` must be conv params .*got "
+        r"local params",
+    ):
         nn.conv_to_local(nn.move(params, ss, "local"), ss)

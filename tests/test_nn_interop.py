@@ -30,14 +30,21 @@ FLAX_CASES = [
 def test_conv1d_from_flax_matches_flax_linen_conv(K, strides, padding, dilation, groups):
     flax_nn = pytest.importorskip("flax.linen")
     cin, cout, L = 4, 6, 11
-    module = flax_nn.Conv(cout, (K,), strides=strides, padding=padding,
-                          kernel_dilation=dilation, feature_group_count=groups,
-                          precision=HI, param_dtype=jnp.float64, dtype=jnp.float64)
+    module = flax_nn.Conv(
+        cout,
+        (K,),
+        strides=strides,
+        padding=padding,
+        kernel_dilation=dilation,
+        feature_group_count=groups,
+        precision=HI,
+        param_dtype=jnp.float64,
+        dtype=jnp.float64,
+    )
     x = jax.random.normal(jax.random.key(0), (2, L, cin))
     variables = module.init(jax.random.key(1), x)
     # a non-zero bias, so the bias path is compared too
-    variables = {"params": {**variables["params"],
-                            "bias": jnp.linspace(-1.0, 1.0, cout)}}
+    variables = {"params": {**variables["params"], "bias": jnp.linspace(-1.0, 1.0, cout)}}
     layer, params = nn.conv1d_from_flax(module, variables["params"])
     want = module.apply(variables, x)
     got = layer.apply(params, x)
@@ -63,9 +70,18 @@ EQX_CASES = [
 def test_conv1d_from_equinox_matches_equinox_conv1d(K, stride, padding, dilation, groups, mode):
     eqx = pytest.importorskip("equinox")
     cin, cout, L = 4, 6, 11
-    conv = eqx.nn.Conv1d(cin, cout, K, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups, padding_mode=mode, dtype=jnp.float64,
-                         key=jax.random.key(2))
+    conv = eqx.nn.Conv1d(
+        cin,
+        cout,
+        K,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=mode,
+        dtype=jnp.float64,
+        key=jax.random.key(2),
+    )
     x = jax.random.normal(jax.random.key(3), (cin, L))  # equinox is channels-first
     layer, params = nn.conv1d_from_equinox(conv)
     want = conv(x)
@@ -88,13 +104,16 @@ def test_torch_layout_round_trip_and_bias():
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
-@pytest.mark.parametrize("padding, mode, stride", [("same", "zeros", 1), (2, "reflect", 2),
-                                                   ("valid", "zeros", 3), (1, "circular", 1)])
+@pytest.mark.parametrize(
+    "padding, mode, stride",
+    [("same", "zeros", 1), (2, "reflect", 2), ("valid", "zeros", 3), (1, "circular", 1)],
+)
 def test_conv1d_from_torch_matches_torch(padding, mode, stride):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
-    module = torch.nn.Conv1d(4, 6, 4, stride=stride, padding=padding, dilation=1, groups=2,
-                             padding_mode=mode).double()
+    module = torch.nn.Conv1d(
+        4, 6, 4, stride=stride, padding=padding, dilation=1, groups=2, padding_mode=mode
+    ).double()
     x = torch.randn(2, 4, 11, dtype=torch.float64)  # (N, Cin, L)
     layer, params = nn.conv1d_from_torch(module)
     want = module(x).detach().numpy().transpose(0, 2, 1)
@@ -112,62 +131,95 @@ def test_equinox_weights_without_bias():
 def test_interop_errors():
     with pytest.raises(ValueError, match=r"torch_to_conv_weight: `weight` must have rank 3"):
         nn.from_torch_conv1d(np.ones((6, 3)))
-    with pytest.raises(ValueError, match=r"from_torch_conv1d: `bias` must have shape \(6,\), "
-                                         r"got \(5,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"from_torch_conv1d: `bias` must have shape \(6,\), "
+        r"got \(5,\)",
+    ):
         nn.from_torch_conv1d(np.ones((6, 2, 3)), np.ones(5))
     with pytest.raises(TypeError, match=r"from_flax_conv: `params` must be flax Conv params"):
         nn.from_flax_conv({"w": np.ones((3, 2, 6))})
     with pytest.raises(ValueError, match=r"flax_padding: `padding` must be 'SAME'.*got 'WRAP'"):
         nn.interop.flax_padding("WRAP", 3)
-    with pytest.raises(TypeError, match=r"conv1d_from_torch: `module` must be a "
-                                        r"torch.nn.Conv1d"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv1d_from_torch: `module` must be a "
+        r"torch.nn.Conv1d",
+    ):
         nn.conv1d_from_torch(object())
     with pytest.raises(ValueError, match=r"to_torch_conv1d: `params` must be Conv1D params"):
         nn.to_torch_conv1d({"w": np.ones((5, 3, 2, 6))})
 
 
 def test_importers_refuse_objects_that_are_not_conv_modules():
-    with pytest.raises(TypeError, match=r"conv1d_from_torch: `module` must be a torch.nn.Conv1d "
-                       r"\(no attribute 'weight'\), got object"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv1d_from_torch: `module` must be a torch.nn.Conv1d "
+        r"\(no attribute 'weight'\), got object",
+    ):
         nn.conv1d_from_torch(object())
-    with pytest.raises(TypeError, match=r"conv1d_from_equinox: `conv` must be an "
-                       r"equinox.nn.Conv1d \(no attribute 'weight'\), got object"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv1d_from_equinox: `conv` must be an "
+        r"equinox.nn.Conv1d \(no attribute 'weight'\), got object",
+    ):
         nn.conv1d_from_equinox(object())
 
 
 def test_importers_name_the_module_type_they_received():
     torch = pytest.importorskip("torch")
-    with pytest.raises(TypeError, match=r"conv1d_from_torch: `module` must be a torch.nn.Conv1d "
-                       r"\(one spatial axis\), got Conv2d with kernel_size \(3, 3\) and a "
-                       r"weight of rank 4"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv1d_from_torch: `module` must be a torch.nn.Conv1d "
+        r"\(one spatial axis\), got Conv2d with kernel_size \(3, 3\) and a "
+        r"weight of rank 4",
+    ):
         nn.conv1d_from_torch(torch.nn.Conv2d(4, 8, 3))
-    with pytest.raises(TypeError, match=r"conv1d_from_torch: `module` must be a torch.nn.Conv1d, "
-                       r"got ConvTranspose1d, a transposed convolution"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv1d_from_torch: `module` must be a torch.nn.Conv1d, "
+        r"got ConvTranspose1d, a transposed convolution",
+    ):
         nn.conv1d_from_torch(torch.nn.ConvTranspose1d(4, 8, 3))
 
 
 def test_flax_and_equinox_importers_refuse_2d_modules():
     eqx = pytest.importorskip("equinox")
     conv2d = eqx.nn.Conv2d(2, 3, 3, key=jax.random.key(0))
-    with pytest.raises(TypeError, match=r"conv1d_from_equinox: `conv` must be an "
-                       r"equinox.nn.Conv1d \(one spatial axis\), got Conv2d"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv1d_from_equinox: `conv` must be an "
+        r"equinox.nn.Conv1d \(one spatial axis\), got Conv2d",
+    ):
         nn.conv1d_from_equinox(conv2d)
-    with pytest.raises(TypeError, match=r"from_equinox_conv1d_weights: `conv` must be an "
-                       r"equinox.nn.Conv1d \(one spatial axis\), got Conv2d"):
+    with pytest.raises(
+        TypeError,
+        match=r"from_equinox_conv1d_weights: `conv` must be an "
+        r"equinox.nn.Conv1d \(one spatial axis\), got Conv2d",
+    ):
         nn.interop.from_equinox_conv1d_weights(conv2d)
     fnn = pytest.importorskip("flax.linen")
     module = fnn.Conv(4, (3, 3))
     variables = module.init(jax.random.key(0), jnp.ones((1, 6, 6, 2)))
-    with pytest.raises(ValueError, match=r"conv1d_from_flax: `module` must be a 1-D "
-                       r"flax.linen.Conv \(kernel_size of one entry\), got Conv with "
-                       r"kernel_size \(3, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"conv1d_from_flax: `module` must be a 1-D "
+        r"flax.linen.Conv \(kernel_size of one entry\), got Conv with "
+        r"kernel_size \(3, 3\)",
+    ):
         nn.conv1d_from_flax(module, variables["params"])
 
 
 def test_layout_helpers_name_what_they_got():
-    with pytest.raises(ValueError, match=r"to_flax_conv: `params` must be Conv1D params .*got "
-                       r"ndarray of shape \(3, 2\) and dtype float64"):
+    with pytest.raises(
+        ValueError,
+        match=r"to_flax_conv: `params` must be Conv1D params .*got "
+        r"ndarray of shape \(3, 2\) and dtype float64",
+    ):
         nn.to_flax_conv(np.ones((3, 2)))
-    with pytest.raises(TypeError, match=r"torch_to_conv_weight: `weight` .*got an object of "
-                       r"type str"):
+    with pytest.raises(
+        TypeError,
+        match=r"torch_to_conv_weight: `weight` .*got an object of "
+        r"type str",
+    ):
         nn.interop.torch_to_conv_weight("w")

@@ -86,8 +86,9 @@ def test_linear_layers_init_shape_equals_apply_shape(c, use_bias):
     }
     want_b = {"conv": (c["Cout"],), "local": (lout, c["Cout"]), "dense": (lout, c["Cout"])}
     # a constant init: this test is about shapes (random inits compile per shape)
-    for kind, layer in _linear_layers(c, use_bias=use_bias,
-                                      w_init=jax.nn.initializers.constant(0.5)).items():
+    for kind, layer in _linear_layers(
+        c, use_bias=use_bias, w_init=jax.nn.initializers.constant(0.5)
+    ).items():
         shape, p = layer.init(KEY, x.shape)
         assert shape == (*c["batch"], lout, c["Cout"])
         assert jax.eval_shape(layer.apply, p, x).shape == shape
@@ -96,8 +97,10 @@ def test_linear_layers_init_shape_equals_apply_shape(c, use_bias):
         if use_bias:
             assert p["b"].shape == want_b[kind]
         # one example, no batch axes
-        assert jax.eval_shape(layer.apply, p, x.reshape(-1, *x.shape[-2:])[0]).shape == \
-            (lout, c["Cout"])
+        assert jax.eval_shape(layer.apply, p, x.reshape(-1, *x.shape[-2:])[0]).shape == (
+            lout,
+            c["Cout"],
+        )
 
 
 def test_batch_axes_may_be_unknown_in_input_shape():
@@ -118,8 +121,11 @@ def test_batch_axes_may_be_unknown_in_input_shape():
         (nn.GlobalMaxPool(), (7, 3), (3,)),
         (nn.Dense(6), (2, 7), (2, 6)),
         (nn.Dense(6, out_length=4), (2, 7, 3), (2, 4, 6)),
-        (nn.serial(nn.Conv1D(4, 3), nn.Tanh, nn.MaxPool1D(2), nn.Flatten(), nn.Dense(2)),
-         (5, 10, 1), (5, 2)),
+        (
+            nn.serial(nn.Conv1D(4, 3), nn.Tanh, nn.MaxPool1D(2), nn.Flatten(), nn.Dense(2)),
+            (5, 10, 1),
+            (5, 2),
+        ),
         (nn.serial(), (5, 3), (5, 3)),
     ],
 )
@@ -138,27 +144,27 @@ def test_activations_match_their_functions():
         "tanh": np.tanh(np.asarray(x)),
         "identity": np.asarray(x),
         "erf": np.vectorize(__import__("math").erf)(np.asarray(x)),
-        "gelu": np.asarray(x) * 0.5 * (1 + np.vectorize(__import__("math").erf)(
-            np.asarray(x) / np.sqrt(2.0))),
+        "gelu": np.asarray(x)
+        * 0.5
+        * (1 + np.vectorize(__import__("math").erf)(np.asarray(x) / np.sqrt(2.0))),
     }
     for name, ref in refs.items():
-        np.testing.assert_allclose(nn.Activation(name).apply((), x), ref, rtol=1e-12,
-                                   atol=1e-12)
+        np.testing.assert_allclose(nn.Activation(name).apply((), x), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_pooling_matches_numpy():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 7, 3))
     # valid, window 3, stride 2: windows [0:3], [2:5], [4:7]
-    win = np.stack([x[:, s:s + 3] for s in (0, 2, 4)], axis=1)
+    win = np.stack([x[:, s : s + 3] for s in (0, 2, 4)], axis=1)
     np.testing.assert_allclose(nn.AvgPool1D(3, stride=2).apply((), x), win.mean(2), rtol=1e-12)
     np.testing.assert_allclose(nn.MaxPool1D(3, stride=2).apply((), x), win.max(2), rtol=1e-12)
     # same, window 3, stride 1: pads one on each side; the average counts real entries only
     got = nn.AvgPool1D(3, stride=1, padding="same").apply((), x)
-    ref = np.stack([x[:, max(o - 1, 0):o + 2].mean(1) for o in range(7)], axis=1)
+    ref = np.stack([x[:, max(o - 1, 0) : o + 2].mean(1) for o in range(7)], axis=1)
     np.testing.assert_allclose(got, ref, rtol=1e-12)
     got = nn.MaxPool1D(3, stride=1, padding="same").apply((), x)
-    ref = np.stack([x[:, max(o - 1, 0):o + 2].max(1) for o in range(7)], axis=1)
+    ref = np.stack([x[:, max(o - 1, 0) : o + 2].max(1) for o in range(7)], axis=1)
     np.testing.assert_allclose(got, ref, rtol=1e-12)
     np.testing.assert_allclose(nn.GlobalAvgPool().apply((), x), x.mean(1), rtol=1e-12)
     np.testing.assert_allclose(nn.GlobalMaxPool().apply((), x), x.max(1), rtol=1e-12)
@@ -174,8 +180,10 @@ def test_dense_weight_is_the_conv_matrix_layout():
     _, p = conv.init(KEY, (9, 2))
     dense = nn.twin(conv, "dense")
     s = nn.structure(conv, (9, 2))
-    pd = {"w": convjax.conv_matrix(p["w"], 9, padding="same", stride=2),
-          "b": jnp.broadcast_to(p["b"], (s.out_length, 3))}
+    pd = {
+        "w": convjax.conv_matrix(p["w"], 9, padding="same", stride=2),
+        "b": jnp.broadcast_to(p["b"], (s.out_length, 3)),
+    }
     x = jax.random.normal(KEY, (4, 9, 2))
     np.testing.assert_allclose(dense.apply(pd, x), conv.apply(p, x), rtol=1e-12, atol=1e-12)
 
@@ -221,8 +229,9 @@ def test_initializer_sees_the_structural_fans_exactly(groups, stride, which):
     """Every entry of the weight comes from a draw whose shape gives the structural fan
     under jax's default axes (a spy initializer writes the fan it reads)."""
     shape = (STRUCT["L"], STRUCT["Cin"])
-    for kind, layer in _three_kinds(_fan_spy(which), padding="same", groups=groups,
-                                    stride=stride).items():
+    for kind, layer in _three_kinds(
+        _fan_spy(which), padding="same", groups=groups, stride=stride
+    ).items():
         out_shape, p = layer.init(KEY, shape)
         fan_in, fan_out = _structural_fans(kind, groups, out_shape[0])
         want = fan_in if which == "in" else fan_out
@@ -254,8 +263,7 @@ def test_measured_init_std_is_the_structural_one(init, var):
     groups, stride = 2, 2
     keys = jax.random.split(jax.random.key(3), 64)
     shape = (STRUCT["L"], STRUCT["Cin"])
-    for kind, layer in _three_kinds(init, padding="same", groups=groups,
-                                    stride=stride).items():
+    for kind, layer in _three_kinds(init, padding="same", groups=groups, stride=stride).items():
         out_shape, _ = layer.init(KEY, shape)
         w = jax.jit(jax.vmap(lambda k, layer=layer: layer.init(k, shape)[1]["w"]))(keys)
         target = np.sqrt(var(*_structural_fans(kind, groups, out_shape[0])))
@@ -265,8 +273,9 @@ def test_measured_init_std_is_the_structural_one(init, var):
 
 def test_flax_initializers_are_accepted():
     flax_inits = pytest.importorskip("flax.linen.initializers")
-    layer = nn.LocallyConnected1D(8, 3, w_init=flax_inits.he_normal(),
-                                  b_init=flax_inits.zeros_init())
+    layer = nn.LocallyConnected1D(
+        8, 3, w_init=flax_inits.he_normal(), b_init=flax_inits.zeros_init()
+    )
     _, p = layer.init(KEY, (16, 4))
     assert p["w"].shape == (14, 3, 4, 8) and float(jnp.max(jnp.abs(p["b"]))) == 0.0
 
@@ -288,8 +297,7 @@ def test_bias_init_is_drawn_per_position_like_the_conv_bias():
     b_init = jax.nn.initializers.normal(1.0)
     _, p = nn.LocallyConnected1D(4, 3, b_init=b_init).init(KEY, (8, 2))
     assert p["b"].shape == (6, 4) and not np.allclose(p["b"][0], p["b"][1])
-    _, p = nn.Dense(4, kernel_size=3, b_init=jax.nn.initializers.constant(0.25)).init(KEY,
-                                                                                      (8, 2))
+    _, p = nn.Dense(4, kernel_size=3, b_init=jax.nn.initializers.constant(0.25)).init(KEY, (8, 2))
     np.testing.assert_array_equal(p["b"], np.full((6, 4), 0.25))
 
 
@@ -312,23 +320,38 @@ def test_initializer_errors():
     def old_style(key, shape, dtype, *, fan_in, fan_out):
         return jnp.zeros(shape, dtype)
 
-    with pytest.raises(TypeError, match=r"Conv1D: `w_init` must be an initializer "
-                       r"`init\(key, shape, dtype\) -> array`.*requires the keyword "
-                       r"argument\(s\) fan_in, fan_out: the old convjax signature"):
+    with pytest.raises(
+        TypeError,
+        match=r"Conv1D: `w_init` must be an initializer "
+        r"`init\(key, shape, dtype\) -> array`.*requires the keyword "
+        r"argument\(s\) fan_in, fan_out: the old convjax signature",
+    ):
         nn.Conv1D(4, 3, w_init=old_style)
     with pytest.raises(TypeError, match=r"twin: `b_init` must be an initializer .*got 'he'"):
         nn.twin(nn.Conv1D(4, 3), "dense", b_init="he")
-    with pytest.raises(ValueError, match=r"LocallyConnected1D.init: `b_init` failed on the "
-                       r"shape \(4,\) .*Can't compute input and output sizes"):
+    with pytest.raises(
+        ValueError,
+        match=r"LocallyConnected1D.init: `b_init` failed on the "
+        r"shape \(4,\) .*Can't compute input and output sizes",
+    ):
         nn.LocallyConnected1D(4, 3, b_init=jax.nn.initializers.he_normal()).init(KEY, (8, 2))
-    with pytest.raises(ValueError, match=r"Dense.init: `w_init` returned shape \(3,\) for the "
-                       r"requested shape \(2, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dense.init: `w_init` returned shape \(3,\) for the "
+        r"requested shape \(2, 6\)",
+    ):
         nn.Dense(6, w_init=lambda key, shape, dtype: jnp.zeros(3)).init(KEY, (2,))
-    with pytest.raises(ValueError, match=r"weight_view: `kind` must be one of 'conv', 'local', "
-                       r"'dense', got 'none'"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight_view: `kind` must be one of 'conv', 'local', "
+        r"'dense', got 'none'",
+    ):
         inits.weight_view("none", (3, 2, 4))
-    with pytest.raises(ValueError, match=r"weight_view: Cout=5 \(the last axis of "
-                       r"`w_shape`=\(3, 2, 5\)\) must be divisible by `groups`=2"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight_view: Cout=5 \(the last axis of "
+        r"`w_shape`=\(3, 2, 5\)\) must be divisible by `groups`=2",
+    ):
         inits.weight_view("conv", (3, 2, 5), groups=2)
 
 
@@ -340,25 +363,36 @@ def _all_layers():
         nn.LocallyConnected1D(4, 3, precision=HI, **conv_opts),
         nn.Dense(4, kernel_size=3, precision=HI, **conv_opts),
         nn.Dense(4, out_length=3, precision=HI),
-        nn.serial(nn.Conv1D(4, 3, precision=HI), nn.Gelu, nn.AvgPool1D(2),
-                  nn.LocallyConnected1D(2, 2, precision=HI), nn.Flatten(),
-                  nn.Dense(3, precision=HI)),
-        nn.serial(nn.MaxPool1D(3, stride=2, padding="same"), nn.Erf,
-                  nn.AvgPool1D(2, stride=1, padding="same"), nn.GlobalMaxPool(),
-                  nn.Dense(2, precision=HI)),
+        nn.serial(
+            nn.Conv1D(4, 3, precision=HI),
+            nn.Gelu,
+            nn.AvgPool1D(2),
+            nn.LocallyConnected1D(2, 2, precision=HI),
+            nn.Flatten(),
+            nn.Dense(3, precision=HI),
+        ),
+        nn.serial(
+            nn.MaxPool1D(3, stride=2, padding="same"),
+            nn.Erf,
+            nn.AvgPool1D(2, stride=1, padding="same"),
+            nn.GlobalMaxPool(),
+            nn.Dense(2, precision=HI),
+        ),
     ]
 
 
-@pytest.mark.parametrize("layer", _all_layers(), ids=["conv", "local", "dense_twin",
-                                                      "dense", "serial", "pooling"])
+@pytest.mark.parametrize(
+    "layer", _all_layers(), ids=["conv", "local", "dense_twin", "dense", "serial", "pooling"]
+)
 def test_jit_vmap_grad(layer):
     x = jax.random.normal(jax.random.key(1), (5, 9, 2))
     _, p = layer.init(KEY, x.shape)
     eager = layer.apply(p, x)
     np.testing.assert_allclose(jax.jit(layer.apply)(p, x), eager, rtol=1e-12, atol=1e-12)
     # vmap over examples
-    np.testing.assert_allclose(jax.vmap(layer.apply, in_axes=(None, 0))(p, x), eager,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        jax.vmap(layer.apply, in_axes=(None, 0))(p, x), eager, rtol=1e-12, atol=1e-12
+    )
     # vmap over a stack of params (many seeds)
     keys = jax.random.split(jax.random.key(2), 3)
     init = jax.jit(lambda k: layer.init(k, x.shape)[1])
@@ -386,9 +420,12 @@ def test_no_recompilation_on_second_call():
 def test_serial_model_of_all_three_kinds_trains_with_sgd():
     L, cin = 16, 2
     model = nn.serial(
-        nn.Conv1D(4, 3, padding="same"), nn.Relu,
-        nn.LocallyConnected1D(4, 3, stride=2), nn.Relu,
-        nn.Flatten(), nn.Dense(1),
+        nn.Conv1D(4, 3, padding="same"),
+        nn.Relu,
+        nn.LocallyConnected1D(4, 3, stride=2),
+        nn.Relu,
+        nn.Flatten(),
+        nn.Dense(1),
     )
     kx, kt = jax.random.split(jax.random.key(5))
     x = jax.random.normal(kx, (64, L, cin))
@@ -426,8 +463,7 @@ def test_twin_and_structure():
 
 # ---- errors ---------------------------------------------------------------------------------
 def test_apply_errors_name_the_argument_and_value():
-    conv, local, dense = (nn.Conv1D(4, 3), nn.LocallyConnected1D(4, 3),
-                          nn.Dense(4, kernel_size=3))
+    conv, local, dense = (nn.Conv1D(4, 3), nn.LocallyConnected1D(4, 3), nn.Dense(4, kernel_size=3))
     _, pc = conv.init(KEY, (10, 2))
     _, pl = local.init(KEY, (10, 2))
     _, pd = dense.init(KEY, (10, 2))
@@ -436,21 +472,36 @@ def test_apply_errors_name_the_argument_and_value():
         conv.apply(pc, jnp.ones((10, 3)))
     with pytest.raises(ValueError, match=r"LocallyConnected1D.apply: `x` has Cin=3"):
         local.apply(pl, jnp.ones((10, 3)))
-    with pytest.raises(ValueError, match=r"LocallyConnected1D.apply: `params\['w'\]` must "
-                                         r"have shape \(9, 3, 2, 4\).*L=11.*got shape "
-                                         r"\(8, 3, 2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"LocallyConnected1D.apply: `params\['w'\]` must "
+        r"have shape \(9, 3, 2, 4\).*L=11.*got shape "
+        r"\(8, 3, 2, 4\)",
+    ):
         local.apply(pl, jnp.ones((11, 2)))
-    with pytest.raises(ValueError, match=r"Dense.apply: `params\['w'\]` must have shape "
-                                         r"\(28, 18\).*got shape \(32, 20\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dense.apply: `params\['w'\]` must have shape "
+        r"\(28, 18\).*got shape \(32, 20\)",
+    ):
         dense.apply(pd, jnp.ones((9, 2)))
-    with pytest.raises(ValueError, match=r"Dense.apply: `params\['w'\]` must have shape "
-                                         r"\(32, 20\).*got shape \(8, 3, 2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dense.apply: `params\['w'\]` must have shape "
+        r"\(32, 20\).*got shape \(8, 3, 2, 4\)",
+    ):
         dense.apply(pl, x)
-    with pytest.raises(ValueError, match=r"Conv1D.apply: `params\['w'\]` must have shape "
-                                         r"\(3, 2, 4\) \(layout \(K, Cin//groups, Cout\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Conv1D.apply: `params\['w'\]` must have shape "
+        r"\(3, 2, 4\) \(layout \(K, Cin//groups, Cout\)\)",
+    ):
         conv.apply(pd, x)
-    with pytest.raises(ValueError, match=r"Conv1D.apply: `params` must have keys \['b', 'w'\], "
-                                         r"got keys \['w'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Conv1D.apply: `params` must have keys \['b', 'w'\], "
+        r"got keys \['w'\]",
+    ):
         conv.apply({"w": pc["w"]}, x)
     with pytest.raises(TypeError, match=r"Conv1D.apply: `params` must be a dict"):
         conv.apply((pc,), x)
@@ -458,11 +509,17 @@ def test_apply_errors_name_the_argument_and_value():
         conv.apply(pc, jnp.ones(10))
     with pytest.raises(TypeError, match=r"Conv1D.apply: `x` has complex dtype complex128"):
         conv.apply(pc, jnp.ones((10, 2), jnp.complex128))
-    with pytest.raises(TypeError, match=r"Conv1D.apply: `x` must be an array .*got an object "
-                                        r"of type list"):
+    with pytest.raises(
+        TypeError,
+        match=r"Conv1D.apply: `x` must be an array .*got an object "
+        r"of type list",
+    ):
         conv.apply(pc, [[1.0, 2.0]] * 10)
-    with pytest.raises(TypeError, match=r"Dense.apply: `params\['w'\]` must have a floating "
-                                        r"dtype"):
+    with pytest.raises(
+        TypeError,
+        match=r"Dense.apply: `params\['w'\]` must have a floating "
+        r"dtype",
+    ):
         dense.apply({"w": pd["w"].astype(jnp.int32), "b": pd["b"]}, x)
     with pytest.raises(ValueError, match=r"Conv1D.apply: the kernel is longer"):
         conv.apply(pc, jnp.ones((2, 2)))
@@ -474,8 +531,11 @@ def test_apply_errors_name_the_argument_and_value():
 
 def test_integer_and_bool_inputs_are_promoted_as_conv1d_promotes_them():
     xi = jnp.arange(20, dtype=jnp.int32).reshape(10, 2) % 3 - 1
-    for layer in (nn.Conv1D(4, 3, dtype=jnp.float32), nn.LocallyConnected1D(4, 3),
-                  nn.Dense(4, kernel_size=3, dtype=jnp.float32)):
+    for layer in (
+        nn.Conv1D(4, 3, dtype=jnp.float32),
+        nn.LocallyConnected1D(4, 3),
+        nn.Dense(4, kernel_size=3, dtype=jnp.float32),
+    ):
         _, p = layer.init(KEY, (10, 2))
         y = layer.apply(p, xi)
         assert y.dtype == p["w"].dtype  # int32 with float32 (or float64) params
@@ -484,8 +544,14 @@ def test_integer_and_bool_inputs_are_promoted_as_conv1d_promotes_them():
     _, p = conv.init(KEY, (10, 2))
     np.testing.assert_array_equal(conv.apply(p, xi), convjax.conv1d(xi, p["w"]) + p["b"][None, :])
     default = jnp.result_type(float)
-    for layer in (nn.Relu, nn.Tanh, nn.Flatten(), nn.AvgPool1D(2), nn.MaxPool1D(2),
-                  nn.GlobalMaxPool()):
+    for layer in (
+        nn.Relu,
+        nn.Tanh,
+        nn.Flatten(),
+        nn.AvgPool1D(2),
+        nn.MaxPool1D(2),
+        nn.GlobalMaxPool(),
+    ):
         y = layer.apply((), xi)
         assert y.dtype == default
         np.testing.assert_array_equal(y, layer.apply((), xi.astype(default)))
@@ -495,8 +561,11 @@ def test_integer_and_bool_inputs_are_promoted_as_conv1d_promotes_them():
 def test_factory_and_init_errors():
     with pytest.raises(ValueError, match=r"Activation: `name` must be one of .*got 'swish2'"):
         nn.Activation("swish2")
-    with pytest.raises(ValueError, match=r"Conv1D: `out_channels` must be an integer >= 1, "
-                                         r"got 0"):
+    with pytest.raises(
+        ValueError,
+        match=r"Conv1D: `out_channels` must be an integer >= 1, "
+        r"got 0",
+    ):
         nn.Conv1D(0, 3)
     with pytest.raises(TypeError, match=r"Conv1D: `kernel_size` must be an integer, got 2.5"):
         nn.Conv1D(4, 2.5)
@@ -504,81 +573,138 @@ def test_factory_and_init_errors():
         nn.LocallyConnected1D(4, 3, padding="sane")
     with pytest.raises(ValueError, match=r"Conv1D: `padding_mode` must be one of .*'mirror'"):
         nn.Conv1D(4, 3, padding_mode="mirror")
-    with pytest.raises(ValueError, match=r"Conv1D: `out_channels`=5 must be divisible by "
-                                         r"`groups`=2"):
+    with pytest.raises(
+        ValueError,
+        match=r"Conv1D: `out_channels`=5 must be divisible by "
+        r"`groups`=2",
+    ):
         nn.Conv1D(5, 3, groups=2)
-    with pytest.raises(ValueError, match=r"Conv1D.init: the input channels Cin=3 must be "
-                                         r"divisible by `groups`=2"):
+    with pytest.raises(
+        ValueError,
+        match=r"Conv1D.init: the input channels Cin=3 must be "
+        r"divisible by `groups`=2",
+    ):
         nn.Conv1D(4, 3, groups=2).init(KEY, (10, 3))
-    with pytest.raises(ValueError, match=r"Dense: give either `out_length`.*out_length=3, "
-                                         r"kernel_size=2"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dense: give either `out_length`.*out_length=3, "
+        r"kernel_size=2",
+    ):
         nn.Dense(4, out_length=3, kernel_size=2)
     with pytest.raises(TypeError, match=r"Conv1D.init: `input_shape` must be a tuple of ints"):
         nn.Conv1D(4, 3).init(KEY, jnp.ones((10, 2)))
-    with pytest.raises(ValueError, match=r"Conv1D.init: `input_shape` must end with 2 "
-                                         r"positive sizes .*got \(10,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Conv1D.init: `input_shape` must end with 2 "
+        r"positive sizes .*got \(10,\)",
+    ):
         nn.Conv1D(4, 3).init(KEY, (10,))
-    with pytest.raises(TypeError, match=r"Conv1D: `w_init` must be an initializer "
-                                        r"`init\(key, shape, dtype\) -> array`.*got 'he'"):
+    with pytest.raises(
+        TypeError,
+        match=r"Conv1D: `w_init` must be an initializer "
+        r"`init\(key, shape, dtype\) -> array`.*got 'he'",
+    ):
         nn.Conv1D(4, 3, w_init="he")
     with pytest.raises(TypeError, match=r"serial: `layers\[1\]` must be a Layer"):
         nn.serial(nn.Conv1D(4, 3), nn.Flatten)
     with pytest.raises(TypeError, match=r"linear_spec: `layer` must be a layer made by"):
         nn.structure(nn.Relu, (10, 2))
-    with pytest.raises(ValueError, match=r"Dense.structure: this dense layer has no conv "
-                                         r"structure"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dense.structure: this dense layer has no conv "
+        r"structure",
+    ):
         nn.structure(nn.Dense(4, out_length=2), (10, 2))
-    with pytest.raises(ValueError, match=r"twin: `kind` must be one of 'conv', 'local', "
-                                         r"'dense', got 'sparse'"):
+    with pytest.raises(
+        ValueError,
+        match=r"twin: `kind` must be one of 'conv', 'local', "
+        r"'dense', got 'sparse'",
+    ):
         nn.twin(nn.Conv1D(4, 3), "sparse")
     with pytest.raises(ValueError, match=r"twin: `layer` is a dense layer without conv"):
         nn.twin(nn.Dense(4), "conv")
 
 
 def test_errors_that_say_what_to_do():
-    with pytest.raises(TypeError, match=r"Layer: this is already a layer \(a Layer\(init, "
-                       r"apply\)\), not a factory: use it without `\(\)`, e\.g\. "
-                       r"`nn\.serial\(nn\.Conv1D\(8, 3\), nn\.Relu\)`, not `nn\.Relu\(\)`"):
+    with pytest.raises(
+        TypeError,
+        match=r"Layer: this is already a layer \(a Layer\(init, "
+        r"apply\)\), not a factory: use it without `\(\)`, e\.g\. "
+        r"`nn\.serial\(nn\.Conv1D\(8, 3\), nn\.Relu\)`, not `nn\.Relu\(\)`",
+    ):
         nn.Relu()
     model = nn.serial(nn.Conv1D(4, 3), nn.Relu)
     _, p = model.init(KEY, (10, 2))
-    with pytest.raises(TypeError, match=r"Layer: a layer is not callable \(called with 2 "
-                       r"positional argument\(s\)\); run it with `layer.apply\(params, x\)`"):
+    with pytest.raises(
+        TypeError,
+        match=r"Layer: a layer is not callable \(called with 2 "
+        r"positional argument\(s\)\); run it with `layer.apply\(params, x\)`",
+    ):
         model(p, jnp.ones((10, 2)))
     x = jnp.zeros((1000, 10, 2))
     for layer, fn in ((model, "serial"), (nn.Conv1D(4, 3), "Conv1D"), (nn.Flatten(), "Flatten")):
-        with pytest.raises(TypeError, match=rf"{fn}.init: `input_shape` must be a tuple of "
-                           r"ints .*got ArrayImpl of shape \(1000, 10, 2\) and dtype float64; "
-                           r"pass `x.shape`, not the array `x`\.$"):
+        with pytest.raises(
+            TypeError,
+            match=rf"{fn}.init: `input_shape` must be a tuple of "
+            r"ints .*got ArrayImpl of shape \(1000, 10, 2\) and dtype float64; "
+            r"pass `x.shape`, not the array `x`\.$",
+        ):
             layer.init(KEY, x)
-    with pytest.raises(ValueError, match=r"twin: `kind` must be one of 'conv', 'local', "
-                       r"'dense', got 'none' \(an old name, now 'dense'; see CHANGELOG.md\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"twin: `kind` must be one of 'conv', 'local', "
+        r"'dense', got 'none' \(an old name, now 'dense'; see CHANGELOG.md\)",
+    ):
         nn.twin(nn.Conv1D(4, 3), "none")
+    with pytest.raises(
+        ValueError,
+        match=r"twin: `kind` must be one of 'conv', 'local', "
+        r"'dense', got ndarray of shape \(100,\) and dtype float64\.$",
+    ):
+        nn.twin(nn.Conv1D(4, 3), np.zeros(100))
     for old, new in (("shared", "conv"), ("per_position", "local"), ("untied", "local")):
         with pytest.raises(ValueError, match=rf"got '{old}' \(an old name, now '{new}'"):
             nn.twin(nn.Conv1D(4, 3), old)
-    with pytest.raises(TypeError, match=r"twin: `layer` must be a layer made by Conv1D, "
-                       r"LocallyConnected1D or Dense, or a serial model, got "
-                       r"Activation\('relu'\) layer"):
+    with pytest.raises(
+        TypeError,
+        match=r"twin: `layer` must be a layer made by Conv1D, "
+        r"LocallyConnected1D or Dense, or a serial model, got "
+        r"Activation\('relu'\) layer",
+    ):
         nn.twin(nn.Relu, "dense")
-    with pytest.raises(TypeError, match=r"linear_spec: `layer` must be a layer made by .*got "
-                       r"the function Flatten \(a layer factory: call it, `Flatten\(\)`\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"linear_spec: `layer` must be a layer made by .*got "
+        r"the function Flatten \(a layer factory: call it, `Flatten\(\)`\)",
+    ):
         nn.linear_spec(nn.Flatten)
-    with pytest.raises(TypeError, match=r"Conv1D: `dtype` must be a real floating dtype "
-                       r"\(e.g. 'float32'\), got 'int32'"):
+    with pytest.raises(
+        TypeError,
+        match=r"Conv1D: `dtype` must be a real floating dtype "
+        r"\(e.g. 'float32'\), got 'int32'",
+    ):
         nn.Conv1D(4, 3, dtype="int32")
-    with pytest.raises(TypeError, match=r"Dense: `dtype` must be a real floating dtype .*got "
-                       r"'floaty'"):
+    with pytest.raises(
+        TypeError,
+        match=r"Dense: `dtype` must be a real floating dtype .*got "
+        r"'floaty'",
+    ):
         nn.Dense(4, dtype="floaty")
     with pytest.raises(TypeError, match=r"Elementwise: `fn` must be callable, got 3"):
         nn.Elementwise(3)
     with pytest.raises(TypeError, match=r"Conv1D: `use_bias` must be a bool, got 'yes'"):
         nn.Conv1D(4, 3, use_bias="yes")
-    with pytest.raises(TypeError, match=r"structures: `input_shape` must be a tuple of ints "
-                       r".*got ArrayImpl of shape"):
+    with pytest.raises(
+        TypeError,
+        match=r"structures: `input_shape` must be a tuple of ints "
+        r".*got ArrayImpl of shape",
+    ):
         nn.structures(model, x)
-    with pytest.raises(ValueError, match=r"serial.apply: `params` must be a tuple of 2 entries "
-                       r"\(one per layer\), got dict \{'b': \(4,\), 'w': \(3, 2, 4\)\}"):
+    with pytest.raises(
+        ValueError,
+        match=r"serial.apply: `params` must be a tuple of 2 entries "
+        r"\(one per layer\), got dict \{'b': \(4,\), 'w': \(3, 2, 4\)\}",
+    ):
         model.apply(p[0], jnp.ones((10, 2)))
 
 

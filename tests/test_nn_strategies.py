@@ -9,8 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-NP_MODES = {"zeros": "constant", "circular": "wrap", "reflect": "reflect",
-            "replicate": "edge"}
+NP_MODES = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge"}
 
 
 def resolve(L, K, *, stride=1, padding="valid", dilation=1):
@@ -36,8 +35,9 @@ def out_length(L, K, *, stride=1, padding="valid", dilation=1, **_):
     return (L + lo + hi - dilation * (K - 1) - 1) // stride + 1
 
 
-def local_reference(x, filters, *, stride=1, padding="valid", dilation=1, groups=1,
-                    flip=False, padding_mode="zeros"):
+def local_reference(
+    x, filters, *, stride=1, padding="valid", dilation=1, groups=1, flip=False, padding_mode="zeros"
+):
     """Loop reference: ``x (..., L, Cin)``, ``filters (Lout, K, Cin/g, Cout)``."""
     x = np.asarray(x, np.float64)
     f = np.asarray(filters, np.float64)
@@ -53,7 +53,7 @@ def local_reference(x, filters, *, stride=1, padding="valid", dilation=1, groups
             p = o * stride + t * dilation
             for co in range(cout):
                 g = co // cog
-                y[..., o, co] += xp[..., p, g * cig:(g + 1) * cig] @ f[o, k, :, co]
+                y[..., o, co] += xp[..., p, g * cig : (g + 1) * cig] @ f[o, k, :, co]
     return y
 
 
@@ -67,11 +67,13 @@ def layer_configs(draw, *, max_length=10, max_kernel=4, batch_shapes=((), (2,), 
     cin = groups * draw(st.integers(1, 2))
     cout = groups * draw(st.integers(1, 2))
     mode = draw(st.sampled_from(tuple(NP_MODES)))
-    padding = draw(st.one_of(
-        st.sampled_from(("valid", "same", "same_lower", "full", "causal")),
-        st.integers(0, 3),
-        st.tuples(st.integers(0, 3), st.integers(0, 3)),
-    ))
+    padding = draw(
+        st.one_of(
+            st.sampled_from(("valid", "same", "same_lower", "full", "causal")),
+            st.integers(0, 3),
+            st.tuples(st.integers(0, 3), st.integers(0, 3)),
+        )
+    )
     E = dilation * (K - 1) + 1
     L = draw(st.integers(1, max_length))
     lo, hi = resolve(L, K, stride=stride, padding=padding, dilation=dilation)
@@ -81,10 +83,19 @@ def layer_configs(draw, *, max_length=10, max_kernel=4, batch_shapes=((), (2,), 
     if mode == "reflect" and max(lo, hi) > L - 1:
         mode = "zeros"
     return {
-        "L": L, "Cin": cin, "Cout": cout, "K": K,
+        "L": L,
+        "Cin": cin,
+        "Cout": cout,
+        "K": K,
         "batch": draw(st.sampled_from(batch_shapes)),
-        "opts": {"stride": stride, "padding": padding, "dilation": dilation,
-                 "groups": groups, "flip": draw(st.booleans()), "padding_mode": mode},
+        "opts": {
+            "stride": stride,
+            "padding": padding,
+            "dilation": dilation,
+            "groups": groups,
+            "flip": draw(st.booleans()),
+            "padding_mode": mode,
+        },
     }
 
 
@@ -120,7 +131,10 @@ def test_reference_untied_filters_act_per_position():
 
 def test_out_length_matches_the_reference():
     x = np.zeros((7, 1))
-    for opts in ({"stride": 2, "padding": "same"}, {"dilation": 2, "padding": "full"},
-                 {"padding": (3, 0)}):
+    for opts in (
+        {"stride": 2, "padding": "same"},
+        {"dilation": 2, "padding": "full"},
+        {"padding": (3, 0)},
+    ):
         n = out_length(7, 3, **opts)
         assert local_reference(x, np.zeros((n, 3, 1, 1)), **opts).shape == (n, 1)

@@ -74,8 +74,9 @@ def test_projected_gradient_stays_in_structure_but_is_not_conv_sgd():
     assert float(gap) > 1e-3
     # ... and it IS conv SGD with the step divided by the number of copies
     p_slow = _train(conv, p, optax.sgd(0.5 / L), x, y, 10)
-    np.testing.assert_allclose(nn.dense_to_conv(p_proj, s)["w"], p_slow["w"], rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        nn.dense_to_conv(p_proj, s)["w"], p_slow["w"], rtol=1e-10, atol=1e-12
+    )
 
 
 def test_plain_dense_training_leaves_the_structure():
@@ -124,24 +125,37 @@ def test_tied_errors():
     conv, s, _, _, p = _problem()
     with pytest.raises(TypeError, match=r"tied_gradient: `structures` must be a ConvStructure"):
         nn.tied_gradient("conv")
-    with pytest.raises(ValueError, match=r"tied_gradient: `within` must be one of 'conv', "
-                                         r"'local', got 'dense'"):
+    with pytest.raises(
+        ValueError,
+        match=r"tied_gradient: `within` must be one of 'conv', "
+        r"'local', got 'dense'",
+    ):
         nn.tied_gradient(s, within="dense")
     other = convjax.conv_structure((3, 1, 2), L + 1, padding="same", groups=2)
-    with pytest.raises(ValueError, match=r"tied_gradient: `params\['w'\]` has shape "
-                                         r"\(3, 1, 4\), which is none of the shapes"):
+    with pytest.raises(
+        ValueError,
+        match=r"tied_gradient: `params\['w'\]` has shape "
+        r"\(3, 1, 4\), which is none of the shapes",
+    ):
         nn.tied_gradient(other).init(p)
-    with pytest.raises(ValueError, match=r"project_params: `structures` has 2 entries but "
-                                         r"params is dict"):
+    with pytest.raises(
+        ValueError,
+        match=r"project_params: `structures` has 2 entries but "
+        r"params is dict",
+    ):
         nn.project_params(p, (s, None))
 
 
 def test_tied_gradient_on_a_whole_model_from_structures():
     """nn.structures gives the tree nn.tied_gradient takes: the dense twin of a whole
     model follows the conv model's SGD step (one step, every layer)."""
-    model = nn.serial(nn.Conv1D(COUT, 3, precision=HI, **OPTS), nn.Tanh,
-                      nn.Conv1D(2, 3, padding="same", precision=HI), nn.Flatten(),
-                      nn.Dense(1, precision=HI))
+    model = nn.serial(
+        nn.Conv1D(COUT, 3, precision=HI, **OPTS),
+        nn.Tanh,
+        nn.Conv1D(2, 3, padding="same", precision=HI),
+        nn.Flatten(),
+        nn.Dense(1, precision=HI),
+    )
     ss = nn.structures(model, (L, CIN))
     dense = nn.twin(model, "dense")
     _, p = model.init(jax.random.key(4), (L, CIN))

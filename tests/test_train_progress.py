@@ -37,8 +37,7 @@ def test_auto_on_a_terminal_without_tqdm_writes_a_plain_line_per_block(monkeypat
     assert isinstance(bar, prog.TextBar)
     lines = out.splitlines()
     assert "\r" not in out and len(lines) == 2
-    assert lines[0].startswith("fit [##########----------] 5/10 ") and lines[0].endswith(
-        "loss=0.5")
+    assert lines[0].startswith("fit [##########----------] 5/10 ") and lines[0].endswith("loss=0.5")
     assert lines[1].startswith("fit [####################] 10/10 ")
 
 
@@ -56,8 +55,11 @@ def test_nothing_off_a_terminal(mode):
 def test_progress_modes_are_checked():
     assert prog.progress_mode("fit", True) == "auto"
     assert prog.progress_mode("fit", False) == "none"
-    with pytest.raises(ValueError, match=r"fit: `progress` must be one of 'auto', 'tqdm', "
-                                         r"'text', 'none', got 'bar'"):
+    with pytest.raises(
+        ValueError,
+        match=r"fit: `progress` must be one of 'auto', 'tqdm', "
+        r"'text', 'none', got 'bar'",
+    ):
         prog.progress_mode("fit", "bar")
 
 

@@ -70,8 +70,11 @@ def kind_of(params, s: ConvStructure, *, fn: str = "kind_of") -> str:
     """
     _check_structure(fn, s)
     if not isinstance(params, dict) or "w" not in params:
-        got = (f"dict with keys {sorted(map(str, params))}" if isinstance(params, dict)
-               else short(params))
+        got = (
+            f"dict with keys {sorted(map(str, params))}"
+            if isinstance(params, dict)
+            else short(params)
+        )
         raise TypeError(
             f"{fn}: `params` must be a dict {{'w': ..., 'b': ...}} of a Conv1D, "
             f"LocallyConnected1D or Dense layer, got {got}."
@@ -125,8 +128,9 @@ def check_structures(fn: str, structures, arg: str = "structures") -> None:
     )
 
 
-def map_structures(fn: str, f, params, structures, *, arg: str = "structures",
-                   path: str = "params"):
+def map_structures(
+    fn: str, f, params, structures, *, arg: str = "structures", path: str = "params"
+):
     """Applies ``f(layer_params, s)`` to the params of every layer that ``structures``
     gives a ConvStructure; params under ``None`` are returned unchanged (the same
     objects); tuples and lists keep their type.
@@ -141,14 +145,17 @@ def map_structures(fn: str, f, params, structures, *, arg: str = "structures",
         return f(params, structures)
     check_structures(fn, structures, arg)
     if not isinstance(params, (tuple, list)) or len(params) != len(structures):
-        got = type(params).__name__ + (f" of length {len(params)}"
-                                       if isinstance(params, (tuple, list)) else "")
+        got = type(params).__name__ + (
+            f" of length {len(params)}" if isinstance(params, (tuple, list)) else ""
+        )
         raise ValueError(
             f"{fn}: `{arg}` has {len(structures)} entries but {path} is {got}; give one "
             f"entry (a ConvStructure or None) per layer of the serial params."
         )
-    out = [map_structures(fn, f, p, st, arg=arg, path=f"{path}[{j}]")
-           for j, (p, st) in enumerate(zip(params, structures, strict=True))]
+    out = [
+        map_structures(fn, f, p, st, arg=arg, path=f"{path}[{j}]")
+        for j, (p, st) in enumerate(zip(params, structures, strict=True))
+    ]
     return type(params)(out)
 
 
@@ -159,8 +166,9 @@ def _layerwise(f):
     def wrapper(params, s, *args, **kwargs):
         if isinstance(s, ConvStructure):
             return f(params, s, *args, **kwargs)
-        return map_structures(f.__name__, lambda p, st: f(p, st, *args, **kwargs), params, s,
-                              arg="s")
+        return map_structures(
+            f.__name__, lambda p, st: f(p, st, *args, **kwargs), params, s, arg="s"
+        )
 
     return wrapper
 
@@ -287,13 +295,21 @@ def dense_to_conv_adjoint(params, s: ConvStructure):
 
 
 # ---- generic moves ----------------------------------------------------------
-_EMBED = {("conv", "local"): conv_to_local, ("local", "dense"): local_to_dense,
-          ("conv", "dense"): conv_to_dense}
-_NEAREST = {("local", "conv"): local_to_conv, ("dense", "local"): dense_to_local,
-            ("dense", "conv"): dense_to_conv}
-_ADJOINT = {("local", "conv"): local_to_conv_adjoint,
-            ("dense", "local"): dense_to_local_adjoint,
-            ("dense", "conv"): dense_to_conv_adjoint}
+_EMBED = {
+    ("conv", "local"): conv_to_local,
+    ("local", "dense"): local_to_dense,
+    ("conv", "dense"): conv_to_dense,
+}
+_NEAREST = {
+    ("local", "conv"): local_to_conv,
+    ("dense", "local"): dense_to_local,
+    ("dense", "conv"): dense_to_conv,
+}
+_ADJOINT = {
+    ("local", "conv"): local_to_conv_adjoint,
+    ("dense", "local"): dense_to_local_adjoint,
+    ("dense", "conv"): dense_to_conv_adjoint,
+}
 
 
 def move(params, s, to: str, *, method: str = "nearest"):
@@ -329,8 +345,7 @@ def move(params, s, to: str, *, method: str = "nearest"):
     """
     to = check_kind("move", "to", to)
     method = _checks.check_choice("move", "method", method, ("nearest", "adjoint"))
-    return map_structures("move", lambda p, st: _move_layer(p, st, to, method), params, s,
-                          arg="s")
+    return map_structures("move", lambda p, st: _move_layer(p, st, to, method), params, s, arg="s")
 
 
 def _move_layer(params, s: ConvStructure, to: str, method: str):

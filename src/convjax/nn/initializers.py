@@ -90,8 +90,9 @@ def check_initializer(fn: str, name: str, init) -> None:
         sig = inspect.signature(init)
     except (TypeError, ValueError):  # builtins without a signature: trust the caller
         return
-    required_kw = [p.name for p in sig.parameters.values()
-                   if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    required_kw = [
+        p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.default is p.empty
+    ]
     if required_kw:
         raise TypeError(
             f"{fn}: `{name}` must be an initializer `init(key, shape, dtype) -> array` "
@@ -133,9 +134,7 @@ def weight_view(kind: str, w_shape, *, groups: int = 1) -> tuple[int, ...]:
     shape = tuple(int(d) for d in w_shape)
     rank = {"conv": 3, "local": 4, "dense": 2}[kind]
     if len(shape) != rank:
-        raise ValueError(
-            f"{fn}: a {kind} weight must have rank {rank}, got `w_shape`={shape}."
-        )
+        raise ValueError(f"{fn}: a {kind} weight must have rank {rank}, got `w_shape`={shape}.")
     if kind == "dense":
         return (shape[1], shape[0])
     k, cin_g, cout = shape[-3:]
@@ -159,8 +158,17 @@ def view_fans(view) -> tuple[float, float]:
     return n / view[-1], n / view[-2]
 
 
-def init_weight(init: Initializer, key, kind: str, w_shape, dtype, *, groups: int = 1,
-                fn: str = "init_weight", name: str = "w_init") -> jax.Array:
+def init_weight(
+    init: Initializer,
+    key,
+    kind: str,
+    w_shape,
+    dtype,
+    *,
+    groups: int = 1,
+    fn: str = "init_weight",
+    name: str = "w_init",
+) -> jax.Array:
     """Draws a weight of ``w_shape`` from ``init`` through its structural view.
 
     Args:
@@ -199,8 +207,9 @@ def init_weight(init: Initializer, key, kind: str, w_shape, dtype, *, groups: in
     return jax.vmap(lambda k: _conv_draw(fn, name, init, k, view, dtype, groups))(keys)
 
 
-def init_bias(init: Initializer, key, b_shape, dtype, *, fn: str = "init_bias",
-              name: str = "b_init") -> jax.Array:
+def init_bias(
+    init: Initializer, key, b_shape, dtype, *, fn: str = "init_bias", name: str = "b_init"
+) -> jax.Array:
     """Draws a bias: ``init(key, b_shape)`` for a 1-D ``b_shape``; for ``(Lout, Cout)``
     one ``(Cout,)`` draw per position (split keys), as the conv bias is drawn.
 

@@ -151,8 +151,11 @@ def _conv_params(fn, params):
         raise ValueError(
             f"{fn}: `params` must be Conv1D params {{'w': (K, Cin/g, Cout), 'b': (Cout,)}}, "
             f"got "
-            + (f"a dict with w of shape {np.shape(params['w'])}"
-               if isinstance(params, dict) and "w" in params else short(params))
+            + (
+                f"a dict with w of shape {np.shape(params['w'])}"
+                if isinstance(params, dict) and "w" in params
+                else short(params)
+            )
             + "."
         )
     return params
@@ -161,14 +164,22 @@ def _conv_params(fn, params):
 def _single(fn: str, name: str, value) -> int:
     if isinstance(value, (tuple, list)):
         if len(value) != 1:
-            raise ValueError(f"{fn}: `{name}` must be 1-D (one entry), got {value!r}.")
+            raise ValueError(f"{fn}: `{name}` must be 1-D (one entry), got {short(value)}.")
         value = value[0]
     return _checks.as_positive_int(fn, name, value, minimum=0)
 
 
 # ---- modules: settings + weights ----------------------------------------------
-_CONV_ATTRIBUTES = ("weight", "kernel_size", "stride", "padding", "dilation", "groups",
-                   "padding_mode", "out_channels")
+_CONV_ATTRIBUTES = (
+    "weight",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "padding_mode",
+    "out_channels",
+)
 
 
 def _require_conv_attributes(fn: str, name: str, obj, kind: str) -> None:
@@ -177,8 +188,7 @@ def _require_conv_attributes(fn: str, name: str, obj, kind: str) -> None:
     for attr in _CONV_ATTRIBUTES:
         if not hasattr(obj, attr):
             raise TypeError(
-                f"{fn}: `{name}` must be {kind} (no attribute {attr!r}), got "
-                f"{type(obj).__name__}."
+                f"{fn}: `{name}` must be {kind} (no attribute {attr!r}), got {type(obj).__name__}."
             )
     _require_1d(fn, name, obj, kind)
 
@@ -214,10 +224,14 @@ def conv1d_from_torch(module, *, dtype=None) -> tuple[Layer, dict]:
         padding = (p, p)
     params = from_torch_conv1d(module.weight, getattr(module, "bias", None))
     layer = Conv1D(
-        int(module.out_channels), _single(fn, "kernel_size", module.kernel_size),
-        stride=_single(fn, "stride", module.stride), padding=padding,
-        dilation=_single(fn, "dilation", module.dilation), groups=int(module.groups),
-        padding_mode=module.padding_mode, use_bias="b" in params,
+        int(module.out_channels),
+        _single(fn, "kernel_size", module.kernel_size),
+        stride=_single(fn, "stride", module.stride),
+        padding=padding,
+        dilation=_single(fn, "dilation", module.dilation),
+        groups=int(module.groups),
+        padding_mode=module.padding_mode,
+        use_bias="b" in params,
         dtype=dtype or params["w"].dtype,
     )
     return layer, params
@@ -235,7 +249,7 @@ def flax_padding(padding, kernel_size: int, dilation: int = 1):
             return ((eff - 1) // 2, eff // 2), name.lower()
         raise ValueError(
             f"{fn}: `padding` must be 'SAME', 'VALID', 'CAUSAL', 'CIRCULAR', 'REFLECT', "
-            f"an int or [(lo, hi)], got {padding!r}."
+            f"an int or [(lo, hi)], got {short(padding)}."
         )
     if isinstance(padding, (int, np.integer)):
         return (int(padding), int(padding)), "zeros"
@@ -246,7 +260,7 @@ def flax_padding(padding, kernel_size: int, dilation: int = 1):
         return (int(pair[0]), int(pair[1])), "zeros"
     raise ValueError(
         f"{fn}: `padding` must be 'SAME', 'VALID', 'CAUSAL', 'CIRCULAR', 'REFLECT', "
-        f"an int or [(lo, hi)], got {padding!r}."
+        f"an int or [(lo, hi)], got {short(padding)}."
     )
 
 
@@ -280,9 +294,15 @@ def conv1d_from_flax(module, params, *, dtype=None) -> tuple[Layer, dict]:
     padding, mode = flax_padding(module.padding, k, d)
     p = from_flax_conv(params)
     layer = Conv1D(
-        int(module.features), k, stride=_single(fn, "strides", module.strides or 1),
-        padding=padding, dilation=d, groups=int(getattr(module, "feature_group_count", 1)),
-        padding_mode=mode, use_bias="b" in p, dtype=dtype or p["w"].dtype,
+        int(module.features),
+        k,
+        stride=_single(fn, "strides", module.strides or 1),
+        padding=padding,
+        dilation=d,
+        groups=int(getattr(module, "feature_group_count", 1)),
+        padding_mode=mode,
+        use_bias="b" in p,
+        dtype=dtype or p["w"].dtype,
     )
     return layer, p
 
@@ -301,10 +321,14 @@ def conv1d_from_equinox(conv, *, dtype=None) -> tuple[Layer, dict]:
         padding = (int(padding[0][0]), int(padding[0][1]))
     p = from_equinox_conv1d_weights(conv)
     layer = Conv1D(
-        int(conv.out_channels), _single(fn, "kernel_size", conv.kernel_size),
-        stride=_single(fn, "stride", conv.stride), padding=padding,
-        dilation=_single(fn, "dilation", conv.dilation), groups=int(conv.groups),
-        padding_mode=str(conv.padding_mode).lower(), use_bias="b" in p,
+        int(conv.out_channels),
+        _single(fn, "kernel_size", conv.kernel_size),
+        stride=_single(fn, "stride", conv.stride),
+        padding=padding,
+        dilation=_single(fn, "dilation", conv.dilation),
+        groups=int(conv.groups),
+        padding_mode=str(conv.padding_mode).lower(),
+        use_bias="b" in p,
         dtype=dtype or p["w"].dtype,
     )
     return layer, p

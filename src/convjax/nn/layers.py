@@ -76,15 +76,25 @@ from convjax.tying import ConvStructure, structure_from_options
 KINDS = ("conv", "local", "dense")
 _FACTORY = {"conv": "Conv1D", "local": "LocallyConnected1D", "dense": "Dense"}
 # old names of the kinds (see CHANGELOG.md), for a helpful error only
-_OLD_KINDS = {"shared": "conv", "per_position": "local", "none": "dense", "untied": "local",
-              "tied": "conv", "fully_connected": "dense"}
+_OLD_KINDS = {
+    "shared": "conv",
+    "per_position": "local",
+    "none": "dense",
+    "untied": "local",
+    "tied": "conv",
+    "fully_connected": "dense",
+}
 
 
 def check_kind(fn: str, name: str, kind) -> str:
     """Returns ``kind`` (one of :data:`KINDS`, case-insensitive) or raises ValueError
     naming ``fn`` and ``name``; an old name (``"shared"``, ``"per_position"``,
     ``"none"``, ...) gets its new one in the message."""
-    if isinstance(kind, str) and kind.lower() in _OLD_KINDS:
+    if not isinstance(kind, str):
+        raise ValueError(
+            f"{fn}: `{name}` must be one of 'conv', 'local', 'dense', got {short(kind)}."
+        )
+    if kind.lower() in _OLD_KINDS:
         raise ValueError(
             f"{fn}: `{name}` must be one of 'conv', 'local', 'dense', got {kind!r} (an old "
             f"name, now {_OLD_KINDS[kind.lower()]!r}; see CHANGELOG.md)."
@@ -130,8 +140,7 @@ def _default_dtype(fn: str, dtype):
         dt = None
     if dt is None or not jnp.issubdtype(dt, jnp.floating):
         raise TypeError(
-            f"{fn}: `dtype` must be a real floating dtype (e.g. 'float32'), got "
-            f"{short(dtype)}."
+            f"{fn}: `dtype` must be a real floating dtype (e.g. 'float32'), got {short(dtype)}."
         )
     return dt
 
@@ -141,14 +150,13 @@ def _check_input_shape(fn: str, input_shape, ndim: int, layout: str) -> tuple[in
     if not isinstance(input_shape, (tuple, list)) or not all(
         isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in input_shape
     ):
-        hint = ("; pass `x.shape`, not the array `x`" if hasattr(input_shape, "shape")
-                else "")
+        hint = "; pass `x.shape`, not the array `x`" if hasattr(input_shape, "shape") else ""
         raise TypeError(
             f"{fn}: `input_shape` must be a tuple of ints (layout {layout}), "
             f"got {short(input_shape)}{hint}."
         )
     shape = tuple(int(d) for d in input_shape)
-    if len(shape) < ndim or any(d < 1 for d in shape[len(shape) - ndim:]):
+    if len(shape) < ndim or any(d < 1 for d in shape[len(shape) - ndim :]):
         raise ValueError(
             f"{fn}: `input_shape` must end with {ndim} positive sizes (layout {layout}), "
             f"got {shape}."
@@ -167,8 +175,7 @@ def _check_params(fn: str, params, expected: dict[str, tuple[int, ...]], layouts
     """Checks ``params`` is a dict with exactly the expected keys and shapes."""
     if not isinstance(params, dict):
         raise TypeError(
-            f"{fn}: `params` must be a dict with keys {sorted(expected)}, got "
-            f"{_short(params)}."
+            f"{fn}: `params` must be a dict with keys {sorted(expected)}, got {_short(params)}."
         )
     if set(params) != set(expected):
         raise ValueError(
@@ -279,14 +286,18 @@ class Linear1D:
         cout = self.out_channels
         if self.in_ndim == 1:
             (f_in,) = example_shape
-            return Frame((f_in,), (cout,), (cout, f_in), (cout,) if self.use_bias else None,
-                         None)
+            return Frame((f_in,), (cout,), (cout, f_in), (cout,) if self.use_bias else None, None)
         L, cin = example_shape
         if self.kernel_size is None:  # dense (L, Cin) -> (out_length, Cout), no structure
             assert self.out_length is not None  # in_ndim == 2 without kernel_size
             lout = self.out_length
-            return Frame((L, cin), (lout, cout), (lout * cout, L * cin),
-                         (lout, cout) if self.use_bias else None, None)
+            return Frame(
+                (L, cin),
+                (lout, cout),
+                (lout * cout, L * cin),
+                (lout, cout) if self.use_bias else None,
+                None,
+            )
         g = self.options.groups
         if cin % g:
             raise ValueError(
@@ -314,14 +325,13 @@ class Linear1D:
         """The :class:`ConvStructure` of this layer on inputs of ``input_shape``
         (leading batch axes allowed). Raises ValueError for a dense layer built
         without conv settings (it has no conv structure)."""
-        shape = _check_input_shape(f"{self.name}.structure", input_shape, self.in_ndim,
-                                   self.layout)
-        fr = self.frame(shape[len(shape) - self.in_ndim:])
+        shape = _check_input_shape(f"{self.name}.structure", input_shape, self.in_ndim, self.layout)
+        fr = self.frame(shape[len(shape) - self.in_ndim :])
         if fr.structure is None:
             raise ValueError(
                 f"{self.name}.structure: this dense layer has no conv structure (it was "
                 f"built without `kernel_size`); build its dense twin with "
-                f"`nn.twin(conv_layer, 'none')` or `Dense(..., kernel_size=...)`."
+                f"`nn.twin(conv_layer, 'dense')` or `Dense(..., kernel_size=...)`."
             )
         return fr.structure
 
@@ -338,8 +348,17 @@ class Linear1D:
         k = len(shape) - self.in_ndim
         fr = self.frame(shape[k:], fn=fn)
         kw, kb = jax.random.split(key)
-        params = {"w": inits.init_weight(self.w_init, kw, self.kind, fr.w_shape, self.dtype,
-                                         groups=self.options.groups, fn=fn)}
+        params = {
+            "w": inits.init_weight(
+                self.w_init,
+                kw,
+                self.kind,
+                fr.w_shape,
+                self.dtype,
+                groups=self.options.groups,
+                fn=fn,
+            )
+        }
         if self.use_bias:
             params["b"] = inits.init_bias(self.b_init, kb, fr.b_shape, self.dtype, fn=fn)
         return shape[:k] + fr.out_shape, params
@@ -349,7 +368,7 @@ class Linear1D:
         for a plain dense layer), ``y`` of shape ``(..., Lout, Cout)`` (or ``(..., n)``)."""
         fn = f"{self.name}.apply"
         x = _check_x(fn, x, self.in_ndim, self.layout)
-        example = x.shape[x.ndim - self.in_ndim:]
+        example = x.shape[x.ndim - self.in_ndim :]
         fr = self._apply_frame(fn, params, example)
         w = params["w"]
         dtype = _checks.result_dtype(fn, x=x, w=w)  # integer x: promoted, as conv1d does
@@ -384,10 +403,17 @@ class Linear1D:
             expected["b"] = fr.b_shape
             layouts["b"] = _B_LAYOUT[self.kind if self.in_ndim == 2 else "plain"]
         why = f"for `x` with example shape {tuple(example)}"
-        if self.kind != "conv" and self.in_ndim == 2 and isinstance(params, dict) \
-                and "w" in params and tuple(np.shape(params["w"])) != fr.w_shape:
-            why += (f" (the params of a {self.name} layer fix its input length; this `x` "
-                    f"has L={example[0]})")
+        if (
+            self.kind != "conv"
+            and self.in_ndim == 2
+            and isinstance(params, dict)
+            and "w" in params
+            and tuple(np.shape(params["w"])) != fr.w_shape
+        ):
+            why += (
+                f" (the params of a {self.name} layer fix its input length; this `x` "
+                f"has L={example[0]})"
+            )
         _check_params(fn, params, expected, layouts, why)
         return fr
 
@@ -410,15 +436,21 @@ _W_LAYOUT = {
     "dense": "(Lout*Cout, L*Cin)",
     "plain": "(n, F)",
 }
-_B_LAYOUT = {"conv": "(Cout,)", "local": "(Lout, Cout)", "dense": "(Lout, Cout)",
-             "plain": "(n,)"}
+_B_LAYOUT = {"conv": "(Cout,)", "local": "(Lout, Cout)", "dense": "(Lout, Cout)", "plain": "(n,)"}
 
 
 def _conv_route(x, w, opts: ConvOptions, precision, algorithm: str):
     return conv1d(
-        x, w, stride=opts.stride, padding=opts.padding, dilation=opts.dilation,
-        groups=opts.groups, flip=opts.flip, padding_mode=opts.padding_mode,
-        precision=precision, algorithm=algorithm,
+        x,
+        w,
+        stride=opts.stride,
+        padding=opts.padding,
+        dilation=opts.dilation,
+        groups=opts.groups,
+        flip=opts.flip,
+        padding_mode=opts.padding_mode,
+        precision=precision,
+        algorithm=algorithm,
     )
 
 
@@ -429,8 +461,18 @@ def _make_linear(
     kernel_size,
     out_length,
     *,
-    stride, padding, dilation, groups, flip, padding_mode, use_bias, w_init, b_init, dtype,
-    precision, algorithm: str = "auto",
+    stride,
+    padding,
+    dilation,
+    groups,
+    flip,
+    padding_mode,
+    use_bias,
+    w_init,
+    b_init,
+    dtype,
+    precision,
+    algorithm: str = "auto",
 ) -> Linear1D:
     out_channels = _checks.as_positive_int(fn, "out_channels", out_channels)
     if kernel_size is not None:
@@ -438,8 +480,13 @@ def _make_linear(
     if out_length is not None:
         out_length = _checks.as_positive_int(fn, "out_length", out_length)
     opts = conv_options(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, flip=flip,
-        padding_mode=padding_mode, fn=fn,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        fn=fn,
     )
     if out_channels % opts.groups:
         raise ValueError(
@@ -463,7 +510,6 @@ def _make_linear(
         precision=precision,
         algorithm=_checks.check_choice(fn, "algorithm", algorithm, CONV_ALGORITHMS),
     )
-
 
 
 def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
@@ -518,9 +564,22 @@ def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
       ((16, 8), (3, 4, 8), (8,))
     """
     return _make_linear(
-        "Conv1D", "conv", out_channels, kernel_size, None, stride=stride, padding=padding,
-        dilation=dilation, groups=groups, flip=flip, padding_mode=padding_mode,
-        use_bias=use_bias, w_init=w_init, b_init=b_init, dtype=dtype, precision=precision,
+        "Conv1D",
+        "conv",
+        out_channels,
+        kernel_size,
+        None,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        use_bias=use_bias,
+        w_init=w_init,
+        b_init=b_init,
+        dtype=dtype,
+        precision=precision,
         algorithm=algorithm,
     ).layer()
 
@@ -565,10 +624,22 @@ def LocallyConnected1D(  # noqa: N802
       ((7, 8), (7, 3, 4, 8), (7, 8))
     """
     return _make_linear(
-        "LocallyConnected1D", "local", out_channels, kernel_size, None, stride=stride,
-        padding=padding, dilation=dilation, groups=groups, flip=flip,
-        padding_mode=padding_mode, use_bias=use_bias, w_init=w_init, b_init=b_init,
-        dtype=dtype, precision=precision,
+        "LocallyConnected1D",
+        "local",
+        out_channels,
+        kernel_size,
+        None,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        use_bias=use_bias,
+        w_init=w_init,
+        b_init=b_init,
+        dtype=dtype,
+        precision=precision,
     ).layer()
 
 
@@ -634,12 +705,25 @@ def Dense(  # noqa: N802
         raise ValueError(
             f"Dense: give either `out_length` (a free dense layer) or `kernel_size` (the "
             f"dense twin of a conv, whose Lout the conv settings fix), not both; got "
-            f"out_length={out_length!r}, kernel_size={kernel_size!r}."
+            f"out_length={short(out_length)}, kernel_size={short(kernel_size)}."
         )
     return _make_linear(
-        "Dense", "dense", out_channels, kernel_size, out_length, stride=stride, padding=padding,
-        dilation=dilation, groups=groups, flip=flip, padding_mode=padding_mode,
-        use_bias=use_bias, w_init=w_init, b_init=b_init, dtype=dtype, precision=precision,
+        "Dense",
+        "dense",
+        out_channels,
+        kernel_size,
+        out_length,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        use_bias=use_bias,
+        w_init=w_init,
+        b_init=b_init,
+        dtype=dtype,
+        precision=precision,
     ).layer()
 
 
@@ -729,8 +813,9 @@ def _structures(fn: str, layer, shape):
         fr = spec.frame(shape[k:], fn=fn)
         return fr.structure, shape[:k] + fr.out_shape
     if not (hasattr(layer, "init") and hasattr(layer, "apply")):
-        raise TypeError(f"{fn}: `model` must be a Layer or a serial model, got "
-                        f"{describe_layer(layer)}.")
+        raise TypeError(
+            f"{fn}: `model` must be a Layer or a serial model, got {describe_layer(layer)}."
+        )
     return None, _output_shape(layer, shape)
 
 
@@ -852,11 +937,10 @@ class _Stateless:
         fn = f"{self.name}.apply"
         if not (isinstance(params, tuple) and len(params) == 0):
             raise ValueError(
-                f"{fn}: this layer has no parameters, `params` must be (), got "
-                f"{_short(params)}."
+                f"{fn}: this layer has no parameters, `params` must be (), got {_short(params)}."
             )
         x = _check_x(fn, x, self.ndim, self.layout)
-        self.out_example(x.shape[x.ndim - self.ndim:], fn)
+        self.out_example(x.shape[x.ndim - self.ndim :], fn)
         return self.forward(x.astype(_checks.result_dtype(fn, x=x)))
 
 
@@ -891,8 +975,7 @@ def describe_layer(layer) -> str:
     if isinstance(layer, Layer):
         return "Layer (a custom one)"
     if callable(layer) and getattr(layer, "__module__", None) == __name__:
-        return (f"the function {layer.__name__} (a layer factory: call it, "
-                f"`{layer.__name__}()`)")
+        return f"the function {layer.__name__} (a layer factory: call it, `{layer.__name__}()`)"
     return short(layer)
 
 
@@ -947,8 +1030,13 @@ def Flatten() -> Layer:  # noqa: N802
     def out(s, fn):
         return (s[0] * s[1],)
 
-    return _stateless("Flatten", 2, "(..., L, C)", out,
-                      lambda x: x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1]))
+    return _stateless(
+        "Flatten",
+        2,
+        "(..., L, C)",
+        out,
+        lambda x: x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1]),
+    )
 
 
 POOL_KINDS = ("avg", "max")
@@ -1001,14 +1089,16 @@ def MaxPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = 
 
 def GlobalAvgPool() -> Layer:  # noqa: N802
     """Mean over length: ``(..., L, C) -> (..., C)``."""
-    return _stateless("GlobalAvgPool", 2, "(..., L, C)", lambda s, f: (s[1],),
-                      lambda x: jnp.mean(x, axis=-2))
+    return _stateless(
+        "GlobalAvgPool", 2, "(..., L, C)", lambda s, f: (s[1],), lambda x: jnp.mean(x, axis=-2)
+    )
 
 
 def GlobalMaxPool() -> Layer:  # noqa: N802
     """Max over length: ``(..., L, C) -> (..., C)``."""
-    return _stateless("GlobalMaxPool", 2, "(..., L, C)", lambda s, f: (s[1],),
-                      lambda x: jnp.max(x, axis=-2))
+    return _stateless(
+        "GlobalMaxPool", 2, "(..., L, C)", lambda s, f: (s[1],), lambda x: jnp.max(x, axis=-2)
+    )
 
 
 # --------------------------------------------------------------------------

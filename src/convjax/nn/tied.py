@@ -71,8 +71,7 @@ def _transformation(fn: str, layer_map, structures, within: str):
     within = _checks.check_choice(fn, "within", within, WITHIN)
 
     def apply_map(tree):
-        return family.map_structures(fn, lambda p, s: layer_map(p, s, within, fn), tree,
-                                     structures)
+        return family.map_structures(fn, lambda p, s: layer_map(p, s, within, fn), tree, structures)
 
     def init_fn(params):
         apply_map(params)  # checks the params fit the structures, at init time
@@ -123,8 +122,9 @@ def project_params(params, structures, *, within: str = "conv"):
     fn = "project_params"
     family.check_structures(fn, structures)
     within = _checks.check_choice(fn, "within", within, WITHIN)
-    return family.map_structures(fn, lambda p, s: _projected_map(p, s, within, fn), params,
-                                 structures)
+    return family.map_structures(
+        fn, lambda p, s: _projected_map(p, s, within, fn), params, structures
+    )
 
 
 __all__ = ["WITHIN", "project_params", "projected_gradient", "tied_gradient"]

@@ -56,8 +56,7 @@ def _as_array(fn: str, name: str, x):
     text = repr(x)
     text = text if len(text) <= 60 else text[:57] + "..."
     raise TypeError(
-        f"{fn}: `{name}` must be an array (or a list of numbers), got "
-        f"{type(x).__name__} {text}."
+        f"{fn}: `{name}` must be an array (or a list of numbers), got {type(x).__name__} {text}."
     )
 
 

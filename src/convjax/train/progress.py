@@ -77,8 +77,16 @@ class TextBar:
     """One line per update: ``desc [#####-----] 50/100 1.2e+03 step/s loss=0.12``;
     ``redraw=True`` rewrites it in place (``\\r``) instead of starting a new line."""
 
-    def __init__(self, total: int, initial: int = 0, desc: str = "fit", stream=None, width=20,
-                 *, redraw: bool | None = None):
+    def __init__(
+        self,
+        total: int,
+        initial: int = 0,
+        desc: str = "fit",
+        stream=None,
+        width=20,
+        *,
+        redraw: bool | None = None,
+    ):
         self.total, self.desc, self.width = total, desc, width
         self.stream = stream if stream is not None else sys.stderr
         self._tty = _isatty(self.stream) if redraw is None else bool(redraw)
