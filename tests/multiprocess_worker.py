@@ -39,9 +39,15 @@ def problem():
     keys = jax.random.split(jax.random.key(1), 4)
     many = jax.vmap(lambda k: {"w": jax.random.normal(k, (3,)), "b": jnp.zeros(())})(keys)
     return dict(
-        data=data, loss_fn=loss_fn, eval_fn=eval_fn, opt=optax.adam(0.1),
-        make_opt=lambda h: optax.adam(h["lr"]), params=({"w": jnp.zeros(3), "b": jnp.zeros(())}),
-        key=jax.random.key(0), many_params=many, keys=keys,
+        data=data,
+        loss_fn=loss_fn,
+        eval_fn=eval_fn,
+        opt=optax.adam(0.1),
+        make_opt=lambda h: optax.adam(h["lr"]),
+        params=({"w": jnp.zeros(3), "b": jnp.zeros(())}),
+        key=jax.random.key(0),
+        many_params=many,
+        keys=keys,
         hyper={"lr": jnp.array([0.01, 0.03, 0.1, 0.3])},
     )
 
@@ -49,16 +55,34 @@ def problem():
 def fit_one(pb, steps, **kw):
     from convjax import train
 
-    return train.fit(pb["loss_fn"], pb["params"], pb["opt"], pb["data"], pb["key"], steps=steps,
-                     eval_fn=pb["eval_fn"], eval_data=pb["data"], **kw)
+    return train.fit(
+        pb["loss_fn"],
+        pb["params"],
+        pb["opt"],
+        pb["data"],
+        pb["key"],
+        steps=steps,
+        eval_fn=pb["eval_fn"],
+        eval_data=pb["data"],
+        **kw,
+    )
 
 
 def fit_runs(pb, steps, **kw):
     from convjax import train
 
-    return train.fit_many(pb["loss_fn"], pb["many_params"], pb["make_opt"], pb["data"],
-                          pb["keys"], hyper=pb["hyper"], steps=steps, eval_fn=pb["eval_fn"],
-                          eval_data=pb["data"], **kw)
+    return train.fit_many(
+        pb["loss_fn"],
+        pb["many_params"],
+        pb["make_opt"],
+        pb["data"],
+        pb["keys"],
+        hyper=pb["hyper"],
+        steps=steps,
+        eval_fn=pb["eval_fn"],
+        eval_data=pb["data"],
+        **kw,
+    )
 
 
 def summary(res) -> dict:
@@ -70,33 +94,71 @@ def summary(res) -> dict:
 
     host = devices.to_host({"params": res.params, "opt_state": res.opt_state})
     leaves = [np.asarray(x).tolist() for x in jax.tree.leaves(host)]
-    return {"leaves": leaves, "history": {k: v.tolist() for k, v in res.history.items()},
-            "step": res.step}
+    return {
+        "leaves": leaves,
+        "history": {k: v.tolist() for k, v in res.history.items()},
+        "step": res.step,
+    }
 
 
 def train_and_resume(pb, fit, directory, parallel):
-    """A run cut at FIRST_STEPS and resumed to STEPS, and the same run uninterrupted."""
+    """A run cut at FIRST_STEPS and resumed to STEPS, and the same run uninterrupted.
+
+    No barrier between the two calls: the loop's checkpointing must make every process
+    see the committed checkpoint before it returns. Every cross-process gather made
+    while saving or restoring is recorded (``[save or restore, dtype, nbytes]``), and so
+    is whether the resumed state came back sharded (each process reading only its shards).
+    """
+    import jax
+    import numpy as np
     from jax.experimental import multihost_utils
 
+    from convjax.train import _resume
     from convjax.train import checkpoint as ckpt
 
-    fit(pb, FIRST_STEPS, checkpoint_dir=directory, parallel=parallel, **KW)
-    # fit's checkpoints are written by process 0 alone; every process must see the
-    # committed record before resuming (see the report on loop.py's _save).
-    multihost_utils.sync_global_devices(f"first part written: {directory}")
-    loaded, real = [], ckpt.load_checkpoint
+    inside, gathers, loaded, sharded = [], [], [], []
+    real_gather, real_load = multihost_utils.process_allgather, ckpt.load_checkpoint
+    real_save, real_restore = _resume.save, _resume.restore
 
-    def spy(path, like):
+    def gather(x, tiled=False):
+        if inside:
+            gathers.extend(
+                [inside[-1], str(np.asarray(v).dtype), int(np.asarray(v).nbytes)]
+                for v in jax.tree.leaves(x)
+            )
+        return real_gather(x, tiled=tiled)
+
+    def within(fn):
+        def call(*args, **kwargs):
+            inside.append(fn.__name__)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                inside.pop()
+
+        return call
+
+    def load(path, like):
         loaded.append(os.path.basename(path))
-        return real(path, like)
+        tree, meta = real_load(path, like)
+        sharded.append(
+            all(
+                isinstance(x, jax.Array) and not x.is_fully_addressable
+                for x in jax.tree.leaves(tree["state"])
+            )
+        )
+        return tree, meta
 
-    ckpt.load_checkpoint = spy
+    multihost_utils.process_allgather, ckpt.load_checkpoint = gather, load
+    _resume.save, _resume.restore = within(real_save), within(real_restore)
     try:
+        fit(pb, FIRST_STEPS, checkpoint_dir=directory, parallel=parallel, **KW)
         resumed = fit(pb, STEPS, checkpoint_dir=directory, resume=True, parallel=parallel, **KW)
     finally:
-        ckpt.load_checkpoint = real
+        multihost_utils.process_allgather, ckpt.load_checkpoint = real_gather, real_load
+        _resume.save, _resume.restore = real_save, real_restore
     whole = fit(pb, STEPS, parallel=parallel, **{**KW, "checkpoint_every": None})
-    return resumed, whole, loaded
+    return resumed, whole, {"loaded": loaded, "sharded": sharded, "gathers": gathers}
 
 
 def own_members(directory, step):
@@ -136,8 +198,10 @@ def collective_checkpoint(directory, res, keys):
     finally:
         multihost_utils.process_allgather = real
     record = ckpt.read_record(path)
-    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                        {"params": res.params, "keys": keys})
+    like = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        {"params": res.params, "keys": keys},
+    )
     like.update(host=np.zeros(3), step=np.int32(0))
     back, _ = train.load_checkpoint(path, like)
     same_shards = all(
@@ -146,24 +210,41 @@ def collective_checkpoint(directory, res, keys):
         for a, b in zip(x.addressable_shards, y.addressable_shards, strict=True)
     )
     key_data = [jax.random.key_data(k) for k in (back["keys"], keys)]
-    whole, _ = train.load_checkpoint(path, {"params": jax.tree.map(np.asarray, devices.to_host(
-        res.params)), "keys": keys, "host": np.zeros(3), "step": np.int32(0)})
+    whole, _ = train.load_checkpoint(
+        path,
+        {
+            "params": jax.tree.map(np.asarray, devices.to_host(res.params)),
+            "keys": keys,
+            "host": np.zeros(3),
+            "step": np.int32(0),
+        },
+    )
     return {
         "files": [f["name"] for f in record["files"]],
-        "chunk_files": {leaf["path"]: [[c["file"], c["start"], c["stop"]] for c in leaf["chunks"]]
-                        for leaf in record["leaves"]},
+        "chunk_files": {
+            leaf["path"]: [[c["file"], c["start"], c["stop"]] for c in leaf["chunks"]]
+            for leaf in record["leaves"]
+        },
         "own_file_members": own_members(directory, 7),
         "gathered_bytes": gathered_bytes,
         "sharded_load_equal": bool(same_shards),
         "sharded_load_kept_sharding": all(
-            x.sharding == y.sharding for x, y in zip(jax.tree.leaves(back["params"]),
-                                                     jax.tree.leaves(res.params), strict=True)),
-        "key_data_equal": bool(np.array_equal(devices.to_host(key_data[0]),
-                                              devices.to_host(key_data[1]))),
+            x.sharding == y.sharding
+            for x, y in zip(
+                jax.tree.leaves(back["params"]), jax.tree.leaves(res.params), strict=True
+            )
+        ),
+        "key_data_equal": bool(
+            np.array_equal(devices.to_host(key_data[0]), devices.to_host(key_data[1]))
+        ),
         "whole_load_equal": all(
-            np.array_equal(a, b) for a, b in zip(
-                jax.tree.leaves(whole["params"]), jax.tree.leaves(devices.to_host(res.params)),
-                strict=True)),
+            np.array_equal(a, b)
+            for a, b in zip(
+                jax.tree.leaves(whole["params"]),
+                jax.tree.leaves(devices.to_host(res.params)),
+                strict=True,
+            )
+        ),
     }
 
 
@@ -185,6 +266,53 @@ def collective_failure(directory, sharding):
     return {"error": error, "committed": train.latest_checkpoint(directory)}
 
 
+def bad_resume(pb, source, directory):
+    """Resume from a copy of ``source`` whose runs held by process 1 hold NaN params.
+
+    Process 0 edits the copy (fixing up the recorded size and SHA-256); only process 1
+    reads the NaN, but every process must refuse the checkpoint with the same error.
+    """
+    import hashlib
+    import shutil
+
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from convjax import train
+
+    if jax.process_index() == 0:
+        shutil.copytree(source, directory)
+        path = train.latest_checkpoint(directory)
+        with open(path) as f:
+            record = json.load(f)
+        i = next(
+            i for i, leaf in enumerate(record["leaves"]) if leaf["path"] == "['state'].params['w']"
+        )
+        k = next(k for k, f in enumerate(record["files"]) if f["name"].endswith(".p00001.npz"))
+        npz = os.path.join(directory, record["files"][k]["name"])
+        with np.load(npz) as z:
+            members = {m: z[m] for m in z.files}
+        for j, c in enumerate(record["leaves"][i]["chunks"]):
+            if c["file"] == k:
+                members[f"leaf_{i:05d}_{j:04d}"] = np.full_like(
+                    members[f"leaf_{i:05d}_{j:04d}"], np.nan
+                )
+        with open(npz, "wb") as f:
+            np.savez(f, **members)
+        with open(npz, "rb") as f:
+            raw = f.read()
+        record["files"][k].update(size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+        with open(path, "w") as f:
+            json.dump(record, f)
+    multihost_utils.sync_global_devices(f"forged: {directory}")
+    try:
+        fit_runs(pb, STEPS + 3, checkpoint_dir=directory, resume=True, parallel="runs", **KW)
+        return "none"
+    except train.CheckpointError as e:
+        return str(e).replace(directory, "DIR")
+
+
 def main(process_id: int, port: int, work: str) -> None:
     import jax
 
@@ -192,8 +320,12 @@ def main(process_id: int, port: int, work: str) -> None:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except (AttributeError, ValueError):
         pass
-    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
-                               process_id=process_id, initialization_timeout=60)
+    jax.distributed.initialize(
+        coordinator_address=f"localhost:{port}",
+        num_processes=2,
+        process_id=process_id,
+        initialization_timeout=60,
+    )
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_numpy_rank_promotion", "raise")
     from convjax.train import devices
@@ -202,22 +334,32 @@ def main(process_id: int, port: int, work: str) -> None:
     assert jax.local_device_count() == 2
     pb = problem()
     out = {"devices": [[d.id, d.process_index] for d in jax.devices()]}
-    for name, fit, parallel in (("fit_data", fit_one, "data"), ("many_runs", fit_runs, "runs"),
-                                ("many_data", fit_runs, "data")):
-        resumed, whole, loaded = train_and_resume(pb, fit, os.path.join(work, name), parallel)
-        out[name] = {"resumed": summary(resumed), "whole": summary(whole), "loaded": loaded}
+    for name, fit, parallel in (
+        ("fit_data", fit_one, "data"),
+        ("many_runs", fit_runs, "runs"),
+        ("many_data", fit_runs, "data"),
+        ("fit_local", fit_one, None),
+    ):
+        resumed, whole, seen = train_and_resume(pb, fit, os.path.join(work, name), parallel)
+        out[name] = {"resumed": summary(resumed), "whole": summary(whole), **seen}
         if name == "many_runs":
+            out["bad_resume"] = bad_resume(
+                pb, os.path.join(work, name), os.path.join(work, "bad_resume")
+            )
             mesh = devices.make_mesh("runs")
             keys = devices.put(pb["keys"], devices.leading(mesh))
-            out["collective_runs"] = collective_checkpoint(os.path.join(work, "coll_runs"),
-                                                           resumed, keys)
-            out["collective_failure"] = collective_failure(os.path.join(work, "coll_fail"),
-                                                           devices.leading(mesh))
+            out["collective_runs"] = collective_checkpoint(
+                os.path.join(work, "coll_runs"), resumed, keys
+            )
+            out["collective_failure"] = collective_failure(
+                os.path.join(work, "coll_fail"), devices.leading(mesh)
+            )
         if name == "fit_data":
             mesh = devices.make_mesh("data")
             keys = devices.put(pb["keys"], devices.replicated(mesh))
-            out["collective_data"] = collective_checkpoint(os.path.join(work, "coll_data"),
-                                                           resumed, keys)
+            out["collective_data"] = collective_checkpoint(
+                os.path.join(work, "coll_data"), resumed, keys
+            )
     with open(os.path.join(work, f"result_{process_id}.json"), "w") as f:
         json.dump(out, f)
 

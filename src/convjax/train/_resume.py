@@ -46,13 +46,15 @@ def settings_record(o: Options, s: Settings, n_runs, data, has_eval, hyper) -> d
         "has_eval": has_eval,
         "per_run_data": o.per_run_data,
         "data": [[list(np.shape(a)), str(jnp.result_type(a))] for a in jax.tree.leaves(data)],
-        "hyper": jax.tree.map(lambda x: np.asarray(x).tolist(), hyper) if hyper is not None
+        "hyper": jax.tree.map(lambda x: np.asarray(x).tolist(), hyper)
+        if hyper is not None
         else None,
     }
 
 
-def identity(o: Options, s: Settings, n_runs, key, data, eval_data, has_eval, optimizer,
-             hyper, params) -> Identity | None:
+def identity(
+    o: Options, s: Settings, n_runs, key, data, eval_data, has_eval, optimizer, hyper, params
+) -> Identity | None:
     """This call's :class:`Identity` (None without a ``checkpoint_dir``: nothing to save)."""
     if o.checkpoint_dir is None:
         return None
@@ -71,8 +73,8 @@ def start(o: Options, s: Settings, state, hyper, ident: Identity | None):
     Without ``resume`` the directory is created and must hold no checkpoint; with it the
     directory must exist, and an empty one starts from scratch.
     """
-    fresh = state, {}, 0, ident
-    if o.checkpoint_dir is None:
+    fresh: tuple = (state, {}, 0, ident)
+    if o.checkpoint_dir is None or ident is None:  # ident is None without a directory
         return fresh
     if not o.resume:
         os.makedirs(o.checkpoint_dir, exist_ok=True)
@@ -95,13 +97,22 @@ def start(o: Options, s: Settings, state, hyper, ident: Identity | None):
 
 def due(o: Options, step: int) -> bool:
     """Whether a checkpoint is written after the block that ends at ``step``."""
-    return o.checkpoint_dir is not None and (step % o.checkpoint_every == 0 or step == o.steps)
+    if o.checkpoint_dir is None or o.checkpoint_every is None:
+        return False
+    return step % o.checkpoint_every == 0 or step == o.steps
 
 
 def save(o: Options, step: int, state, hyper, history, ident: Identity) -> None:
-    """Writes the checkpoint of ``step`` (from process 0; every process gathers first)."""
+    """Writes the checkpoint of ``step``; called by every process, returns once it is committed.
+
+    When the state spans several processes (``parallel`` over a multi-process mesh) the
+    save is collective: each process writes the shards it owns, and no process gathers
+    another's (:func:`convjax.train.checkpoint.save_checkpoint`). Otherwise process 0
+    writes everything, and with several processes all wait at a barrier until it has
+    committed, so that none can resume from an older checkpoint than another.
+    """
     stacked = {k: np.stack(v) for k, v in history.items()}
-    tree = {"state": dev.to_host(state), "hyper": dev.to_host(hyper), "history": stacked}
+    tree = {"state": state, "hyper": hyper, "history": stacked}
     meta = {
         "settings": ident.settings,
         "fingerprints": ident.fingerprints,
@@ -110,38 +121,130 @@ def save(o: Options, step: int, state, hyper, history, ident: Identity) -> None:
         "n_blocks": len(history["step"]),
         "history": {k: str(v.dtype) for k, v in stacked.items()},
     }
-    if jax.process_index() == 0:
-        ckpt.save_checkpoint(o.checkpoint_dir, step, tree, metadata=meta,
-                             keep=o.keep_checkpoints)
+    assert o.checkpoint_dir is not None  # due() is False without a directory
+    spans = _spans(tree)
+    if spans or jax.process_index() == 0:
+        ckpt.save_checkpoint(o.checkpoint_dir, step, tree, metadata=meta, keep=o.keep_checkpoints)
+    if not spans and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        # Named by the step only: hosts may mount the directory under different paths.
+        multihost_utils.sync_global_devices(f"convjax checkpoint of step {step}")
+
+
+def _spans(tree) -> bool:
+    """Whether a leaf of ``tree`` is a ``jax.Array`` with shards in other processes."""
+    return any(
+        isinstance(x, jax.Array) and not x.is_fully_addressable for x in jax.tree.leaves(tree)
+    )
 
 
 def restore(o: Options, s: Settings, path, state, hyper, ident: Identity):
     """``(state, history, step, identity)`` from the checkpoint at ``path``.
 
-    The checkpoint must belong to this run (:func:`_compare`), and its params and the
-    optimizer-state leaves that were finite at this call's initialisation
-    (``s.checked_state``) must be finite: a resume never starts from a bad state.
+    The step is the record's (its file name's); every run's ``state.step`` and the last
+    ``history["step"]`` must equal it. The checkpoint must belong to this run
+    (:func:`_compare`), and its params and the optimizer-state leaves that were finite
+    at this call's initialisation (``s.checked_state``) must be finite: a resume never
+    starts from a bad state. With ``parallel``, state and hyper come back sharded as
+    the loop places them, each process reading only the shards its devices hold.
     """
-    meta = ckpt.read_record(path)["metadata"]
-    saved = Identity(*(ckpt.metadata_field(path, meta, k, dict if k != "changes" else list)
-                       for k in Identity._fields))
-    n_blocks = ckpt.metadata_field(path, meta, "n_blocks", int, minimum=0)
-    dtypes = ckpt.metadata_field(path, meta, "history", dict)
-    _compare_settings(o, path, saved, ident)
-    tree, _ = ckpt.load_checkpoint(path, _template(state, hyper, n_blocks, dtypes))
-    allowed = _compare(o, path, saved, ident)
-    got_step = int(np.max(tree["state"].step))
-    if got_step > o.steps:
-        raise ValueError(
-            f"{o.fn}: checkpoint `{path}` is at step {got_step}, beyond `steps` ({o.steps})."
+    record = ckpt.read_record(path)
+    meta, step = record["metadata"], record["step"]
+    saved = Identity(
+        *(
+            ckpt.metadata_field(path, meta, k, dict if k != "changes" else list)
+            for k in Identity._fields
         )
+    )
+    n_blocks = ckpt.metadata_field(path, meta, "n_blocks", int, minimum=0)
+    dtypes = _history_dtypes(path, ckpt.metadata_field(path, meta, "history", dict))
+    _compare_settings(o, path, saved, ident)
+    like = _template(state, hyper, n_blocks, dtypes, s.state_sharding)
+    tree, _ = ckpt.load_checkpoint(path, like)
+    allowed = _compare(o, path, saved, ident)
+    if step > o.steps:
+        raise ValueError(
+            f"{o.fn}: checkpoint `{path}` is at step {step}, beyond `steps` ({o.steps})."
+        )
+    _check_steps(o.fn, path, step, tree)
     _check_finite(o.fn, path, tree["state"], s.checked_state)
+    _check_history(o.fn, path, step, tree["history"])
     restored = tree["state"]
     if "key" in allowed:  # continue with this call's key
         restored = restored._replace(key=state.key)
-    changes = saved.changes + ([{"step": got_step, "changed": allowed}] if allowed else [])
+    changes = saved.changes + ([{"step": step, "changed": allowed}] if allowed else [])
     history = {k: list(v) for k, v in tree["history"].items()}
-    return restored, history, got_step, ident._replace(changes=changes)
+    return restored, history, step, ident._replace(changes=changes)
+
+
+def _history_dtypes(path, dtypes: dict) -> dict:
+    """The recorded history dtypes as numpy dtypes (numbers only)."""
+    out = {}
+    for name, dtype in dtypes.items():
+        try:
+            parsed = np.dtype(dtype) if isinstance(dtype, str) else None
+        except TypeError:
+            parsed = None
+        if parsed is None or parsed.kind not in "biufc":
+            raise ckpt.CheckpointError(
+                f"checkpoint record `{path}` is malformed: metadata field `history` gives "
+                f"entry {name!r} the dtype {_short(dtype)}, not the name of a numeric "
+                "dtype."
+            )
+        out[name] = parsed
+    return out
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _local(x) -> list[np.ndarray]:
+    """The values of ``x`` this process holds: its addressable shards, or all of it."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return [np.asarray(shard.data) for shard in x.addressable_shards]
+    return [np.asarray(x)]
+
+
+def _gathered(tree, local) -> np.ndarray:
+    """``local`` of every process, stacked ``(n_processes, ...)``, when ``tree`` spans several.
+
+    Otherwise ``local[None]``. Every process gets the same table, so every process takes
+    the same branch after it (one raises, all raise; none is left waiting in a collective).
+    """
+    local = np.asarray(local, np.int64)
+    if not _spans(tree):
+        return local[None]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(local)).reshape((-1,) + local.shape)
+
+
+def _check_steps(fn, path, step: int, tree) -> None:
+    """Every ``state.step`` equals the record's step."""
+    values = np.concatenate([v.ravel() for v in _local(tree["state"].step)])
+    table = _gathered(
+        tree["state"], [values.min(), values.max()] if values.size else [step, step]
+    )  # a process holding no shard agrees
+    lo, hi = int(table[:, 0].min()), int(table[:, 1].max())
+    if lo != step or hi != step:
+        raise ckpt.CheckpointError(
+            f"{fn}: checkpoint `{path}` is the record of step {step}, but its state.step "
+            f"holds values in [{lo}, {hi}]; the record and its arrays disagree."
+        )
+
+
+def _check_history(fn, path, step: int, history) -> None:
+    """The last ``history["step"]`` equals the record's step (a block ends there)."""
+    last = history.get("step")
+    got = None if last is None or not len(last) else int(last[-1])
+    if got != step:
+        raise ckpt.CheckpointError(
+            f"{fn}: checkpoint `{path}` is the record of step {step}, but its history "
+            f"ends at step {got}; the record and its arrays disagree."
+        )
 
 
 def _exempt(o: Options) -> set:
@@ -153,13 +256,16 @@ def _exempt(o: Options) -> set:
 def _compare_settings(o: Options, path, saved: Identity, now: Identity) -> None:
     """Refuses a checkpoint written with other settings (except what a change may alter)."""
     exempt = _exempt(o)
-    settings = [f"{k}: checkpoint {saved.settings.get(k)!r}, this call {v!r}"
-                for k, v in now.settings.items()
-                if saved.settings.get(k) != v and k not in exempt]
+    settings = [
+        f"{k}: checkpoint {saved.settings.get(k)!r}, this call {v!r}"
+        for k, v in now.settings.items()
+        if saved.settings.get(k) != v and k not in exempt
+    ]
     if settings:
         raise ckpt.CheckpointError(
             f"{o.fn}: checkpoint `{path}` does not match this call's settings: "
-            + "; ".join(settings) + "."
+            + "; ".join(settings)
+            + "."
         )
 
 
@@ -198,16 +304,23 @@ def _differences(saved: Identity, now: Identity) -> dict:
     a, b = saved.fingerprints, now.fingerprints
     out = {}
     if a.get("key") != b["key"]:
-        runs = [r for r, (x, y) in enumerate(zip(a.get("key") or [], b["key"], strict=False))
-                if x != y]
-        out["key"] = ("the checkpoint's key differs from this call's" if len(b["key"]) == 1
-                      else f"the checkpoint's keys differ from this call's (runs {runs})")
+        runs = [
+            r for r, (x, y) in enumerate(zip(a.get("key") or [], b["key"], strict=False)) if x != y
+        ]
+        out["key"] = (
+            "the checkpoint's key differs from this call's"
+            if len(b["key"]) == 1
+            else f"the checkpoint's keys differ from this call's (runs {runs})"
+        )
     for name in ("data", "eval_data"):
         if a.get(name) != b[name]:
             out[name] = _data_difference(a.get(name) or [], b[name])
     saved_opt = a.get("optimizer")
-    problem = ("not recorded" if not isinstance(saved_opt, dict)
-               else fp.optimizer_differs(saved_opt, b["optimizer"]))
+    problem = (
+        "not recorded"
+        if not isinstance(saved_opt, dict)
+        else fp.optimizer_differs(saved_opt, b["optimizer"])
+    )
     if problem:
         out["optimizer"] = problem
     return out
@@ -223,10 +336,12 @@ def _data_difference(saved: list, now: list) -> str:
 def _check_finite(fn, path, state, checked_state) -> None:
     params = jax.tree_util.tree_leaves_with_path(state.params)
     opt = jax.tree_util.tree_leaves_with_path(state.opt_state)
-    named = [("params", p, x, True) for p, x in params]
-    named += [("opt_state", p, x, c) for (p, x), c in zip(opt, checked_state, strict=True)]
-    for where, p, x, checked in named:
-        if checked and not np.all(np.isfinite(x)):
+    named = [("params", p, x) for p, x in params]
+    named += [("opt_state", p, x) for (p, x), c in zip(opt, checked_state, strict=True) if c]
+    local = [all(np.isfinite(v).all() for v in _local(x)) for _, _, x in named]
+    finite = _gathered(state, local).min(axis=0, initial=1)
+    for (where, p, _), ok in zip(named, finite, strict=True):
+        if not ok:
             raise ckpt.CheckpointError(
                 f"{fn}: checkpoint `{path}` holds NaN or inf in {where}"
                 f"{jax.tree_util.keystr(p)}, which was finite at initialisation; it cannot "
@@ -234,14 +349,25 @@ def _check_finite(fn, path, state, checked_state) -> None:
             )
 
 
-def _template(state, hyper, n_blocks: int, dtypes: dict):
-    """The pytree of shapes and dtypes ``load_checkpoint`` checks the files against."""
+def _template(state, hyper, n_blocks: int, dtypes: dict, sharding):
+    """The pytree of shapes and dtypes ``load_checkpoint`` checks the files against.
+
+    With a ``sharding`` (the loop's state sharding, which is also hyper's), state and
+    hyper leaves carry it, so they load as sharded ``jax.Array`` s; history loads whole.
+    """
     lead = tuple(np.shape(state.step))
+
+    def struct(x):
+        if sharding is None:
+            return x if dev._is_key(x) else shape_struct(x)
+        dtype = x.dtype if dev._is_key(x) else jnp.result_type(x)
+        return jax.ShapeDtypeStruct(np.shape(x), dtype, sharding=sharding)
+
     return {
-        "state": jax.tree.map(lambda x: x if dev._is_key(x) else shape_struct(x), state),
-        "hyper": None if hyper is None else jax.tree.map(shape_struct, hyper),
+        "state": jax.tree.map(struct, state),
+        "hyper": None if hyper is None else jax.tree.map(struct, hyper),
         "history": {  # "step" is shared by all runs: no runs axis
-            k: jax.ShapeDtypeStruct((n_blocks,) + (() if k == "step" else lead), np.dtype(dtype))
+            k: jax.ShapeDtypeStruct((n_blocks,) + (() if k == "step" else lead), dtype)
             for k, dtype in dtypes.items()
         },
     }
