@@ -226,9 +226,47 @@ def fft_plan(padded_length: int, effective_kernel: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
+def reads_nonfinite(x, K: int, spec: Spec):
+    """``(B, Lout, groups)`` bool: whether output ``o`` of group ``h`` reads a NaN or
+    infinity of ``x`` (``(B, L, Cin)``) through any of its ``K`` taps, i.e. whether
+    its receptive field holds one. Exact integer counts: without dilation a
+    cumulative sum read at the window ends; with dilation the sum of the K taps.
+    Linear in the input length."""
+    B, _, cin = x.shape
+    g, d, s = spec.groups, spec.dilation, spec.stride
+    bad = jnp.any(~jnp.isfinite(x).reshape(B, -1, g, cin // g), axis=-1)
+    bad = _zero_pad(bad.astype(jnp.int32), spec)  # (B, Lp, g)
+    lout = spec.out_length
+    if d == 1:
+        c = jnp.pad(jnp.cumsum(bad, axis=1), ((0, 0), (1, 0), (0, 0)))
+        hi = jax.lax.slice_in_dim(c, K, K + (lout - 1) * s + 1, stride=s, axis=1)
+        lo = jax.lax.slice_in_dim(c, 0, (lout - 1) * s + 1, stride=s, axis=1)
+        return (hi - lo) > 0
+    total = _tap(bad, 0, spec)
+    for k in range(1, K):
+        total = total + _tap(bad, k, spec)
+    return total > 0
+
+
 @_with_compute_dtype
 def conv_fft(x, w, spec: Spec, precision):
-    """Real FFT (one fast-length transform, or overlap-save blocks)."""
+    """Real FFT (one fast-length transform, or overlap-save blocks).
+
+    Non-finite inputs stay local, as with XLA: the transform runs on ``x`` with its
+    NaN/inf entries set to zero, and the outputs whose receptive field holds one are
+    NaN (:func:`reads_nonfinite`; XLA may give ``+-inf`` there). A non-finite filter
+    entry makes every output NaN, as every output reads every tap.
+    """
+    bad = reads_nonfinite(x, w.shape[0], spec)
+    x = jnp.where(jnp.isfinite(x), x, jnp.zeros((), x.dtype))
+    y = _fft_finite(x, w, spec, precision)
+    B, lout, cout = y.shape
+    bad = jnp.repeat(bad, cout // spec.groups, axis=-1)
+    return jnp.where(bad, jnp.full((), jnp.nan, y.dtype), y)
+
+
+def _fft_finite(x, w, spec: Spec, precision):
+    """The FFT route proper, for finite ``x``."""
     xp = _zero_pad(x, spec)
     K, cig, cout = w.shape
     g, d = spec.groups, spec.dilation

@@ -197,7 +197,15 @@ def _conv_fast(x, xb, w, geom: Geometry, groups: int, precision, algorithm: str)
 
 
 def _conv_dense(xb, w, opts: ConvOptions, precision):
+    """``T(w) @ x`` per example. Non-finite inputs stay local as with XLA: the product
+    runs on ``x`` with NaN/inf set to zero, and an output is NaN where the mask of
+    ``T`` (its receptive field) reaches a non-finite input."""
     s = structure_from_options(opts, w.shape, xb.shape[-2])
+    xf = xb.reshape(xb.shape[0], -1)
+    finite = jnp.isfinite(xf)
     t = s.dense(w)
-    y = jnp.einsum("rc,bc->br", t, xb.reshape(xb.shape[0], -1), precision=precision)
+    y = jnp.einsum("rc,bc->br", t, jnp.where(finite, xf, 0), precision=precision)
+    reach = jnp.einsum("rc,bc->br", jnp.asarray(s.mask(), jnp.float32),
+                       (~finite).astype(jnp.float32))
+    y = jnp.where(reach > 0, jnp.full((), jnp.nan, y.dtype), y)
     return y.reshape(xb.shape[0], s.out_length, s.out_channels)
