@@ -41,7 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import convjax
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import machine  # noqa: E402
+
+import convjax  # noqa: E402
 
 ALGOS = ("auto", "xla", "direct", "fft", "matmul", "dense")
 #: Algorithms are skipped where their working memory would exceed these.
@@ -119,11 +122,38 @@ def _torch():
     return torch
 
 
+SCAN_STEPS = 8
+
+
 def _jax_pair(f, x, w, r):
-    """(forward call, forward+backward call) of a jax function ``f(x, w)``."""
+    """(forward call, forward+backward call, forward+backward inside a ``lax.scan`` of
+    ``SCAN_STEPS`` steps) of a jax function ``f(x, w)``; the scan's time is divided by
+    its steps, so the three are per call."""
     fwd = jax.jit(f)
-    grad = jax.jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * r), argnums=(0, 1)))
-    return (lambda: _block(fwd(x, w))), (lambda: _block(grad(x, w)))
+    g = jax.grad(lambda x, w: jnp.sum(f(x, w) * r), argnums=(0, 1))
+    grad = jax.jit(g)
+
+    def scanned(x, w):
+        def body(c, _):
+            gx, gw = g(x + c, w)  # the carry feeds the next step: nothing is hoisted
+            return c + 1e-12 * (jnp.sum(gx) + jnp.sum(gw)), None
+        return jax.lax.scan(body, jnp.zeros((), x.dtype), length=SCAN_STEPS)[0]
+
+    scan = jax.jit(scanned)
+    return (lambda: _block(fwd(x, w))), (lambda: _block(grad(x, w))), (
+        lambda: _block(scan(x, w)))
+
+
+def peak_memory_ratio(f, x, w) -> float | None:
+    """Peak bytes of the compiled forward+backward (arguments + outputs + temporaries,
+    ``memory_analysis``) over the bytes of input + output + filter."""
+    g = jax.jit(jax.grad(lambda x, w: jnp.sum(f(x, w)), argnums=(0, 1)))
+    m = g.lower(x, w).compile().memory_analysis()
+    if m is None:
+        return None
+    y = jax.eval_shape(f, x, w)
+    base = (x.size + y.size + w.size) * x.dtype.itemsize
+    return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / base
 
 
 def signal_contenders(L: int, K: int, torch, *, skip_slow_peers: bool):
@@ -156,11 +186,12 @@ def signal_contenders(L: int, K: int, torch, *, skip_slow_peers: bool):
         out["jnp.convolve"] = ("peer", *_jax_pair(jnp.convolve, x, w, r))
     out["jax.scipy.signal.fftconvolve"] = (
         "peer", *_jax_pair(jax.scipy.signal.fftconvolve, x, w, r))
-    out["numpy.convolve"] = ("peer", lambda: np.convolve(xn, wn), None)
+    out["numpy.convolve"] = ("peer", lambda: np.convolve(xn, wn), None, None)
     import scipy.signal
 
-    out["scipy.signal.convolve"] = ("peer", lambda: scipy.signal.convolve(xn, wn), None)
-    out["scipy.signal.oaconvolve"] = ("peer", lambda: scipy.signal.oaconvolve(xn, wn), None)
+    out["scipy.signal.convolve"] = ("peer", lambda: scipy.signal.convolve(xn, wn), None, None)
+    out["scipy.signal.oaconvolve"] = ("peer", lambda: scipy.signal.oaconvolve(xn, wn), None,
+                                      None)
     if torch is not None:
         out["torch.conv1d"] = ("peer", *_torch_pair(
             torch, xn[None, None], wn[::-1].copy()[None, None], np.asarray(r)[None, None],
@@ -223,7 +254,7 @@ def _torch_pair(torch, xn, wn, rn, *, padding):
         (y * r).sum().backward()
         return xg.grad, wg.grad
 
-    return fwd, fwdbwd
+    return fwd, fwdbwd, None
 
 
 # ---- compile time --------------------------------------------------------------
@@ -257,7 +288,8 @@ def compile_times(shapes, algorithms, repeats: int = 3) -> list:
 # ---- the run -------------------------------------------------------------------
 
 
-def run(quick: bool, out_dir: str, budget_s: float) -> dict:
+def run(quick: bool, out_dir: str, budget_s: float, wait_s: float = 600.0) -> dict:
+    quiet = machine.wait_for_quiet(max_wait_s=0 if quick else wait_s)
     load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     torch = _torch()
     if quick:
@@ -281,15 +313,32 @@ def run(quick: bool, out_dir: str, budget_s: float) -> dict:
             flops = 2 * L * K
             contenders = signal_contenders(L, K, torch, skip_slow_peers=False)
             shape = {"L": L, "K": K}
+            xs, ws = (L, 1), (K, 1, 1)
+            options = {"padding": "full", "flip": True}
         else:
             B, L, cin, cout, K = dims
             label = f"layer B={B} L={L} {cin}->{cout} K={K}"
             flops = 2 * B * L * K * cin * cout
             contenders = layer_contenders(B, L, cin, cout, K, torch)
             shape = {"B": B, "L": L, "Cin": cin, "Cout": cout, "K": K}
-        for mode, col, mult in (("forward", 1, 1), ("forward+backward", 2, 3)):
+            xs, ws = (B, L, cin), (K, cin, cout)
+            options = {"padding": "same"}
+        memory = {}
+        for a in ("auto", "xla"):
+            def f(x, w, a=a):
+                return convjax.conv1d(x, w, algorithm=a, **options)
+            memory[a] = peak_memory_ratio(f, jnp.zeros(xs, jnp.float32),
+                                          jnp.zeros(ws, jnp.float32))
+        print(f"   peak memory of forward+backward / (input+output+filter): {memory}")
+        modes = [("forward", 1, 1), ("forward+backward", 2, 3),
+                 (f"forward+backward in lax.scan ({SCAN_STEPS} steps)", 3, 3 * SCAN_STEPS)]
+        for mode, col, mult in modes:
             calls = {n: c[col] for n, c in contenders.items() if c[col] is not None}
-            times = measure(calls, **rounds)
+            how = rounds
+            if col == 3:  # in a loop: auto against lax only (XLA's is slow there)
+                calls = {n: calls[n] for n in ("convjax.auto", "lax.conv_general_dilated")}
+                how = dict(rounds, min_rounds=2, max_rounds=min(rounds["max_rounds"], 5))
+            times = measure(calls, **how)
             rows = {
                 n: {"group": contenders[n][0], "median_s": float(np.median(ts)),
                     "min_s": float(np.min(ts)), "rounds": len(ts),
@@ -313,6 +362,8 @@ def run(quick: bool, out_dir: str, budget_s: float) -> dict:
             }
             if "jnp.convolve" in rows:
                 summary["auto_speedup_vs_jnp_convolve"] = rows["jnp.convolve"]["median_s"] / auto
+            if mode.startswith("forward+backward"):
+                summary["peak_memory_ratio"] = memory
             if mode == "forward+backward":
                 summary["auto_fraction_of_matmul_peak_best"] = (
                     mult * flops / rows["convjax.auto"]["min_s"] / 1e9 / peak["gflops_best"])
@@ -352,6 +403,7 @@ def run(quick: bool, out_dir: str, budget_s: float) -> dict:
         "versions": {"jax": jax.__version__, "numpy": np.__version__,
                      "torch": None if torch is None else torch.__version__,
                      "python": sys.version.split()[0]},
+        "quiet": quiet,
         "quick": quick, "dtype": "float32", "matmul_peak": peak, "matmul_peak_end": peak_end,
         "results": results, "compile_times": ctimes,
         "notes": "medians over interleaved rounds; other processes may share the CPU, so "
@@ -387,8 +439,8 @@ def markdown(report) -> str:
            f"at start {report['machine']['load_average_at_start']}.", "",
            "| case | mode | auto [ms] median (min) | best peer | peer [ms] median (min) "
            "| auto speed-up vs best peer: median / min | vs lax | vs jnp.convolve "
-           "| auto GFLOP/s | auto / matmul peak |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| auto GFLOP/s | auto / matmul peak | peak memory auto (xla) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         t, s = r["times"], r["summary"]
         a, p = t["convjax.auto"], t[s["best_peer"]]
@@ -400,13 +452,20 @@ def markdown(report) -> str:
             f"{s['auto_speedup_vs_best_peer_by_min']:.2f}x ({s['best_peer_by_min']}) "
             f"| {s['auto_speedup_vs_lax']:.2f}x "
             f"| {'' if jc is None else f'{jc:.1f}x'} | {a['gflops']:.1f} "
-            f"| {s['auto_fraction_of_matmul_peak']:.0%} |")
+            f"| {s['auto_fraction_of_matmul_peak']:.0%} | {_mem(s)} |")
     out += ["", "| compile: shape | algorithm | forward [s] | forward+backward [s] |",
             "|---|---|---|---|"]
     for c in report["compile_times"]:
         out.append(f"| {c['shape']} | {c['algorithm']} | {c['forward']:.3f} "
                    f"| {c['forward+backward']:.3f} |")
     return "\n".join(out)
+
+
+def _mem(summary) -> str:
+    m = summary.get("peak_memory_ratio")
+    if not m or m.get("auto") is None:
+        return ""
+    return f"{m['auto']:.2f}x ({m['xla']:.2f}x)"
 
 
 def plot(report, path):
@@ -443,6 +502,8 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--budget", type=float, default=1.5,
                         help="seconds of timing per contender and shape (full run)")
+    parser.add_argument("--wait", type=float, default=600.0,
+                        help="seconds to wait for a load average below 0.5 first")
     parser.add_argument("--markdown", metavar="JSON",
                         help="print the summary tables of an earlier run and exit")
     args = parser.parse_args(argv)
@@ -450,7 +511,7 @@ def main(argv=None):
         with open(args.markdown) as fh:
             print(markdown(json.load(fh)))
         return None
-    return run(args.quick, args.out, args.budget)
+    return run(args.quick, args.out, args.budget, args.wait)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,17 @@ def test_bench_conv1d_quick_writes_json_and_plot(tmp_path):
     assert (tmp_path / "conv1d.png").stat().st_size > 0
     assert on_disk["matmul_peak"]["gflops_median"] > 0
     kinds_modes = {(r["kind"], r["mode"]) for r in report["results"]}
+    scan = f"forward+backward in lax.scan ({bench.SCAN_STEPS} steps)"
     assert kinds_modes == {(k, m) for k in ("signal", "layer")
-                           for m in ("forward", "forward+backward")}
+                           for m in ("forward", "forward+backward", scan)}
+    assert set(on_disk["quiet"]) == {"load_at_start", "waited_s", "quiet", "threshold"}
     for r in on_disk["results"]:
         names = set(r["times"])
-        assert {f"convjax.{a}" for a in bench.ALGOS} <= names
+        if r["mode"] == scan:
+            assert names == {"convjax.auto", "lax.conv_general_dilated"}
+            assert set(r["summary"]["peak_memory_ratio"]) == {"auto", "xla"}
+        else:
+            assert {f"convjax.{a}" for a in bench.ALGOS} <= names
         assert "lax.conv_general_dilated" in names
         if r["kind"] == "signal" and r["mode"] == "forward":
             assert {"numpy.convolve", "scipy.signal.convolve", "scipy.signal.oaconvolve",
