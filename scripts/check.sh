@@ -10,12 +10,13 @@
 #   tests     the test suite, on 2 workers
 #   apidocs   the API reference built from the docstrings with pdoc, warnings as errors
 #             (scripts/build_api_docs.py)
-#   floors    the suite at the lowest jax, jaxlib and optax declared (scripts/check_floors.sh)
+#   floors    doctests and part of the suite at the lowest jax, jaxlib and optax declared
+#             (scripts/check_floors.sh)
 #
 # Runs in the active environment (`pip install -e ".[test]"` first). Every stage runs even
 # when an earlier one fails; the exit status is non-zero when any failed. Ends with a table of
 # the stages' times and one line adding up the closing counts of every pytest run (doctests,
-# suite, and the suite again at the version floors).
+# suite, and those at the version floors).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,10 @@ run_stage() {
         lint) ruff check "${PY_DIRS[@]}" ;;
         format) ruff format --check "${PY_DIRS[@]}" ;;
         types) python -m mypy ;;
-        doctests) python -m pytest -q -n 2 --doctest-modules src/convjax scripts/doctest_markdown.py ;;
+        doctests)  # --noconftest: run as a user runs them, without the tests' x64 and checks
+            python -m pytest -q -n 2 --noconftest --doctest-modules src/convjax \
+                scripts/doctest_markdown.py
+            ;;
         tests) python -m pytest -q -n 2 --durations=20 ;;
         apidocs) python scripts/build_api_docs.py ;;
         floors) bash scripts/check_floors.sh ;;
@@ -73,14 +77,15 @@ for stage in "${stages[@]}"; do
     elapsed_ms=$(((${EPOCHREALTIME/[.,]/} - start) / 1000))
     child_cpu_tenths
     cpu=$((CPU - cpu_start))
-    # pytest's closing line, e.g. "2 failed, 455 passed, 53 skipped in 312.18s (0:05:12)".
+    # pytest's closing lines, e.g. "2 failed, 455 passed, 53 skipped in 312.18s (0:05:12)".
     closing=$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|errors?|deselected).* in [0-9.]+s' \
-        "$logs/$stage.log" | tail -n 1 || true)
+        "$logs/$stage.log" || true)
     for word in passed failed skipped error errors; do
-        n=$(grep -oE "[0-9]+ $word\b" <<<"$closing" | grep -oE '^[0-9]+' || true)
         key=$word
         [ "$word" = error ] && key=errors
-        count[$key]=$((count[$key] + ${n:-0}))
+        for n in $(grep -oE "[0-9]+ $word\b" <<<"$closing" | grep -oE '^[0-9]+' || true); do
+            count[$key]=$((count[$key] + n))
+        done
     done
     if [ "$status" -eq 0 ]; then result=ok; else result="FAILED (exit $status)"; failed=1; fi
     summary+=("$(printf '%-9s %6d.%d s %6d.%d s  %s' "$stage" $((elapsed_ms / 1000)) \
