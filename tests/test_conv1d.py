@@ -32,12 +32,14 @@ def assert_close_to_reference(got, x, w, options, rtol, algorithm="xla"):
     """``got`` matches the reference within ``rtol`` times the reference run on
     ``|x|`` and ``|w|`` (the sum of the absolute values of the terms). The FFT's
     rounding error is spread over every output, so for ``"fft"`` the bound is
-    relative to the largest such sum instead (an output that is exactly 0, e.g.
-    one that reads only padding zeros, comes back as a tiny number)."""
+    relative to the size of the signal instead: the largest such sum, and at least
+    ``max|x| * sum|w|`` (an output that is exactly 0, e.g. one that reads only
+    padding zeros, comes back as a tiny number even when every output does)."""
     want = ref.conv1d(x, w, **options)
     scale = ref.conv1d(np.abs(x), np.abs(w), **options)
     if algorithm == "fft":
-        scale = np.full_like(scale, scale.max())
+        size = max(scale.max(), np.abs(x).max() * np.abs(w).sum())
+        scale = np.full_like(scale, size)
     got = np.asarray(got, np.float64)
     assert got.shape == want.shape
     err = np.abs(got - want)
