@@ -325,8 +325,9 @@ def run(quick: bool, out_dir: str, budget_s: float, wait_s: float = 600.0) -> di
             options = {"padding": "same"}
         memory = {}
         for a in ("auto", "xla"):
-            def f(x, w, a=a):
+            def f(x, w, a=a, options=options):
                 return convjax.conv1d(x, w, algorithm=a, **options)
+
             memory[a] = peak_memory_ratio(f, jnp.zeros(xs, jnp.float32),
                                           jnp.zeros(ws, jnp.float32))
         print(f"   peak memory of forward+backward / (input+output+filter): {memory}")

@@ -93,8 +93,8 @@ def plain_loop(params, opt, data, steps, seed):
 
     rng = np.random.default_rng(seed)
     n = data["y"].shape[0]
-    batches = [jax.tree.map(lambda a, i=rng.choice(n, BATCH, replace=False): a[i], data)
-               for _ in range(steps)]
+    draws = [rng.choice(n, BATCH, replace=False) for _ in range(steps)]
+    batches = [jax.tree.map(lambda a, i=i: a[i], data) for i in draws]
     jax.block_until_ready(batches)
 
     def run():

@@ -220,7 +220,7 @@ def start_run(name: str, args: argparse.Namespace, *, description: str | None = 
         size=size_of(args),
         seeds=tuple(range(args.seeds)),
         started=time.perf_counter(),
-        started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
     run.out_dir.mkdir(parents=True, exist_ok=True)
     return run

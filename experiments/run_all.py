@@ -83,7 +83,7 @@ def run_one(name: str, argv: list[str]) -> dict:
 def write_report(out: Path, records: list[dict], *, command: str, total_s: float) -> Path:
     """Writes ``<out>/REPORT.md`` from the run records; returns its path."""
     size = next((r["metrics"]["size"] for r in records if r["metrics"]), "n/a")
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     lines = [
         "# convjax experiments: what convolution buys over matrix multiplication, measured",
         "",

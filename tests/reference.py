@@ -127,6 +127,74 @@ def conv1d(
     return y
 
 
+def pad_adjoint(dxp, L: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """The adjoint of :func:`pad`: each padded position's cotangent is added onto the
+    input index it copies (a zero of the padding copies nothing). ``(..., L+lo+hi, C)``
+    -> ``(..., L, C)``."""
+    dxp = np.asarray(dxp, np.float64)
+    out = np.zeros(dxp.shape[:-2] + (L, dxp.shape[-1]))
+    for p in range(L + lo + hi):
+        j = source_index(p - lo, L, mode)
+        if j is not None:
+            out[..., j, :] += dxp[..., p, :]
+    return out
+
+
+def conv1d_vjp(
+    x,
+    w,
+    g,
+    *,
+    stride: int = 1,
+    padding="valid",
+    dilation: int = 1,
+    groups: int = 1,
+    flip: bool = False,
+    padding_mode: str = "zeros",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(dx, dw)``: the gradients of ``sum(conv1d(x, w, **options) * g)``, exactly.
+
+    The adjoint of :func:`conv1d`'s loop, statement by statement: each update
+    ``y[..., o, out] += xs @ ws`` of the forward loop contributes ``g[..., o, out] @ ws.T``
+    to the cotangent of the padded input at the positions ``xs`` read, and ``xs.T @
+    g[..., o, out]`` (summed over the batch axes) to the filter block ``ws``; the padded
+    input's cotangent then goes back through :func:`pad_adjoint`. Every value is a sum
+    of products of the inputs, as in the forward loop (no differencing).
+
+    Raises:
+      IllegalConfig: as :func:`conv1d`.
+    """
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    g = np.asarray(g, np.float64)
+    L, cin = x.shape[-2:]
+    K, cig, cout = w.shape
+    assert cig * groups == cin and cout % groups == 0
+    cog = cout // groups
+    lo, hi = resolve_padding(L, K, stride=stride, padding=padding, dilation=dilation)
+    if padding_mode == "reflect" and max(lo, hi) > L - 1:
+        raise IllegalConfig("reflect padding wider than the input")
+    E = dilation * (K - 1) + 1
+    if L + lo + hi < E:
+        raise IllegalConfig("empty output")
+    lout = (L + lo + hi - E) // stride + 1
+    assert g.shape == x.shape[:-2] + (lout, cout)
+    xp = pad(x, lo, hi, padding_mode)
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for o in range(lout):
+        for k in range(K):
+            t = K - 1 - k if flip else k
+            p = o * stride + t * dilation
+            for grp in range(groups):
+                cin_s = slice(grp * cig, (grp + 1) * cig)
+                cout_s = slice(grp * cog, (grp + 1) * cog)
+                gs = g[..., o, cout_s]  # (..., cog)
+                dxp[..., p, cin_s] += gs @ w[k, :, cout_s].T
+                dw[k, :, cout_s] += xp[..., p, cin_s].reshape(-1, cig).T @ gs.reshape(-1, cog)
+    return pad_adjoint(dxp, L, lo, hi, padding_mode), dw
+
+
 def conv_matrix(w, L: int, **options) -> np.ndarray:
     """The dense matrix of :func:`conv1d` built column by column from unit inputs:
     column ``i*Cin + ci`` is ``conv1d(e_{i, ci}, w).ravel()``. Shape ``(Lout*Cout, L*Cin)``."""
@@ -242,3 +310,62 @@ def legal(config) -> bool:
     if o["padding_mode"] == "reflect" and max(lo, hi) > L - 1:
         return False
     return L + lo + hi >= o["dilation"] * (K - 1) + 1
+
+
+# ---- random configurations drawn with numpy (the property sweep) ------------------
+
+SWEEP_BATCH_SHAPES = ((), (1,), (2,), (2, 3))
+
+
+def draw_config(rng) -> dict:
+    """One random layer configuration drawn with the numpy Generator ``rng``, in the
+    format of :func:`configs` (``x_shape``, ``w_shape``, ``options``, ``seed``).
+
+    Two regimes. Short (3 in 4): lengths 1..16, kernels 1..5, stride and dilation
+    1..3, 1..3 groups of 1..2 input and output channels, integer paddings 0..4.
+    Long (1 in 4): lengths 48..160, kernels 1..12 dilated 1..12 (effective lengths
+    up to 133), one or two groups of mostly single channels, integer paddings 0..12:
+    shapes for which ``"auto"`` computes the output or a gradient by FFT.
+    Both: every padding name, an int or a pair (a third each), every padding mode,
+    ``flip`` either way, batch shapes ``()``, ``(1,)``, ``(2,)``, ``(2, 3)``. Some
+    draws are illegal by the definitions (see :func:`legal`).
+    """
+    long = rng.random() < 1 / 4
+    if long:
+        groups = int(rng.integers(1, 3))
+        cig, cog = (int(v) for v in rng.choice([1, 1, 1, 2], size=2))
+        K, L = int(rng.integers(1, 13)), int(rng.integers(48, 161))
+        dilation, max_pad = int(rng.integers(1, 13)), 12
+        batch = SWEEP_BATCH_SHAPES[int(rng.integers(0, 3))]
+    else:
+        groups = int(rng.integers(1, 4))
+        cig, cog = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        K, L = int(rng.integers(1, 6)), int(rng.integers(1, 17))
+        dilation, max_pad = int(rng.integers(1, 4)), 4
+        batch = SWEEP_BATCH_SHAPES[int(rng.integers(0, 4))]
+    kind = int(rng.integers(0, 3))
+    if kind == 0:
+        padding = PADDING_NAMES[int(rng.integers(0, len(PADDING_NAMES)))]
+    elif kind == 1:
+        padding = int(rng.integers(0, max_pad + 1))
+    else:
+        padding = (int(rng.integers(0, max_pad + 1)), int(rng.integers(0, max_pad + 1)))
+    options = dict(
+        stride=int(rng.integers(1, 4)),
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=bool(rng.integers(0, 2)),
+        padding_mode=PADDING_MODES[int(rng.integers(0, len(PADDING_MODES)))],
+    )
+    return dict(
+        x_shape=(*batch, L, cig * groups),
+        w_shape=(K, cig, cog * groups),
+        options=options,
+        seed=int(rng.integers(0, 2**32)),
+    )
+
+
+def random_cotangent(config, shape) -> np.ndarray:
+    """A standard normal cotangent of ``shape`` for a configuration (its own stream)."""
+    return np.random.default_rng([config["seed"], 1]).standard_normal(shape)

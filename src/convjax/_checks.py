@@ -6,10 +6,9 @@ the function, the argument in backticks, the rule and the value received.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
-
-import math
 
 import jax
 import jax.numpy as jnp

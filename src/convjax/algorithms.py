@@ -161,6 +161,7 @@ def conv_direct(x, w, spec: Spec, precision):
         else:
             term = jnp.einsum("blga,agc->blgc", xk, wk, precision=precision)
         y = term if y is None else y + term
+    assert y is not None  # K >= 1
     return y.reshape(B, lout, cout)
 
 

@@ -148,13 +148,13 @@ def _check_working_memory(algorithm: str, xb, w, geom: Geometry, max_bytes) -> N
     B, L, cin = xb.shape
     K, _, cout = w.shape
     if algorithm == "dense":
-        shape = (geom.out_length * cout, L * cin)
-        _checks.check_bytes("conv1d", 'the dense matrix of algorithm="dense"', shape, w.dtype,
+        matrix = (geom.out_length * cout, L * cin)
+        _checks.check_bytes("conv1d", 'the dense matrix of algorithm="dense"', matrix, w.dtype,
                             max_bytes, "pass a larger max_bytes (or None) or another algorithm.")
     elif algorithm == "matmul":
-        shape = (B, geom.out_length, K * cin)
+        patches = (B, geom.out_length, K * cin)
         dtype = _alg.compute_dtype(w.dtype)
-        _checks.check_bytes("conv1d", 'the im2col patches of algorithm="matmul"', shape,
+        _checks.check_bytes("conv1d", 'the im2col patches of algorithm="matmul"', patches,
                             dtype, max_bytes,
                             "pass a larger max_bytes (or None) or another algorithm.")
 

@@ -339,6 +339,7 @@ def local_pattern(
             raise ValueError(f"{fn}: `motif` is only used with rule='motif', got {motif!r}.")
     else:
         motif = _check_motif(motif, k)
+    pattern: tuple[int, ...] = () if motif is None else tuple(motif)
 
     # One draw of random words for everything (each separate jax.random call costs
     # about a second of XLA compilation on CPU): column 0 orders the labels,
@@ -351,7 +352,7 @@ def local_pattern(
         free_parity = jax.lax.population_count(free) & 1
         codes = free | ((free_parity ^ y) << (k - 1))
     else:
-        motif_code = sum(1 << j for j, v in enumerate(motif) if v == -1)
+        motif_code = sum(1 << j for j, v in enumerate(pattern) if v == -1)
         other = _below(words[:, 1], 2**k - 1)
         other = other + (other >= motif_code).astype(jnp.int32)  # skip the motif
         codes = jnp.where(y == 1, jnp.int32(motif_code), other)
@@ -361,6 +362,7 @@ def local_pattern(
     if position == "random":
         starts = _below(words[:, 2], d - k + 1)
     else:
+        assert start is not None  # set above for a fixed position
         starts = jnp.full((n,), start, dtype=jnp.int32)
     offset = jnp.arange(d, dtype=jnp.int32)[None, :] - starts[:, None]  # (n, d)
     inside = (offset >= 0) & (offset < k)
@@ -378,7 +380,8 @@ def _check_xi(fn: str, xi) -> tuple[float, float]:
             f"{fn}: `xi` must be a pair (xi0, xi1) of correlation lengths, one per class, "
             f"got {xi!r}."
         )
-    return tuple(_as_float(fn, f"xi[{c}]", v, low=0.0, low_open=True) for c, v in enumerate(xi))
+    xi0, xi1 = (_as_float(fn, f"xi[{c}]", v, low=0.0, low_open=True) for c, v in enumerate(xi))
+    return xi0, xi1
 
 
 def erf_normaliser(gain: float) -> float:

@@ -167,6 +167,7 @@ class Geometry:
             small, big = total // 2, total - total // 2
             lo, hi = (small, big) if p == "same" else (big, small)
         else:
+            assert isinstance(p, tuple)  # normalised by conv_options: a name or (lo, hi)
             lo, hi = p
         if opts.padding_mode == "reflect" and max(lo, hi) > L - 1:
             raise ValueError(

@@ -42,8 +42,6 @@ float32 as XLA accumulates it.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.extend.core import Primitive

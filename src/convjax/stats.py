@@ -512,7 +512,7 @@ def _flags(fn: str, name: str, censored, shape: tuple) -> np.ndarray:
 def _level(fn: str, level) -> float:
     if isinstance(level, bool) or not isinstance(level, numbers.Real):
         raise TypeError(f"{fn}: `level` must be a real number, got {type(level).__name__}.")
-    if not 0 < level < 1:
+    if not 0 < float(level) < 1:
         raise ValueError(f"{fn}: `level` must be a number in (0, 1), e.g. 0.95, got {level!r}.")
     return float(level)
 
@@ -1167,10 +1167,11 @@ class Claim:
                 )
         _choice(fn, "statistic", self.statistic, STATISTICS)
         _choice(fn, "direction", self.direction, DIRECTIONS)
+        threshold: object = self.threshold  # checked as a value of any type
         if (
-            isinstance(self.threshold, bool)
-            or not isinstance(self.threshold, numbers.Real)
-            or not math.isfinite(self.threshold)
+            isinstance(threshold, bool)
+            or not isinstance(threshold, numbers.Real)
+            or not math.isfinite(float(threshold))
         ):
             raise TypeError(
                 f"{fn}: `threshold` must be a finite real number, got {self.threshold!r}."
@@ -1307,7 +1308,7 @@ def claims_table(verdicts: Sequence[Verdict], *, fmt: str = ".3g") -> str:
     levels = {v.interval.level for v in verdicts}
     head = f"{levels.pop():.0%} interval" if len(levels) == 1 else "interval (level)"
 
-    def cell(text: str) -> str:
+    def cell(text: object) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
     lines = [

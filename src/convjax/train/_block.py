@@ -116,7 +116,7 @@ def problems(s: Settings, loss, grads, params, opt_state):
     ``s.checked_state`` (those finite at initialisation; None: every inexact leaf).
     """
     leaves = jax.tree_util.tree_leaves(opt_state)
-    checked = s.checked_state
+    checked: tuple[bool, ...] | list[bool] | None = s.checked_state
     if checked is None:
         checked = [jnp.issubdtype(jnp.result_type(x), jnp.inexact) for x in leaves]
     state = [x for x, c in zip(leaves, checked, strict=True) if c]

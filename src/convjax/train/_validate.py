@@ -248,7 +248,7 @@ def same_structure(a, b) -> str | None:
     """None if ``a`` and ``b`` agree in structure, shapes and dtypes, else a description."""
     la, ta = jax.tree_util.tree_flatten_with_path(a)
     lb, tb = jax.tree_util.tree_flatten_with_path(b)
-    if ta != tb:
+    if ta != tb:  # type: ignore[operator]  # PyTreeDef defines __ne__ at runtime
         return f"tree structures differ:\n  {ta}\nvs\n  {tb}"
     for (p, x), (_, y) in zip(la, lb, strict=True):
         if np.shape(x) != np.shape(y) or jnp.result_type(x) != jnp.result_type(y):

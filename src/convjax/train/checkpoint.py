@@ -169,9 +169,10 @@ def _physical(x) -> tuple[Any, dict[str, Any]]:
     return arr, entry
 
 
-def _box(index: tuple, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _box(index: tuple | None, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(start, stop)`` of a tuple of unit-stride slices into an array of ``shape``."""
-    index = tuple(index) + (slice(None),) * (len(shape) - len(index))
+    index = () if index is None else tuple(index)
+    index = index + (slice(None),) * (len(shape) - len(index))
     bounds = [s.indices(n)[:2] for s, n in zip(index, shape, strict=True)]
     return tuple(b[0] for b in bounds), tuple(b[1] for b in bounds)
 
@@ -297,7 +298,7 @@ def _sha256(f) -> str:
 
 def _write_arrays(path: str, members: dict[str, np.ndarray]) -> dict[str, Any]:
     """Writes ``members`` as an npz at ``path``; its ``{"name", "size", "sha256"}``."""
-    _write_atomic(path, lambda f: np.savez(f, **members))
+    _write_atomic(path, lambda f: np.savez(f, **members))  # type: ignore[arg-type]
     with open(path, "rb") as f:
         digest, size = _sha256(f), os.fstat(f.fileno()).st_size
     return {"name": os.path.basename(path), "size": size, "sha256": digest}
@@ -621,8 +622,9 @@ def _check_files(path: str, step: int, files) -> None:
     names = [f["name"] for f in files]
     processes = [_process_of(n, step) for n in names]
     one_writer = names == [_array_name(step, None)]
-    increasing = all(a < b for a, b in zip(processes, processes[1:], strict=False))
-    sharded = None not in processes and increasing
+    known = [k for k in processes if k is not None]
+    increasing = all(a < b for a, b in zip(known, known[1:], strict=False))
+    sharded = len(known) == len(processes) and increasing
     if not (one_writer or sharded):
         raise _malformed(
             path, f"the array files must be [{_array_name(step, None)!r}] or "

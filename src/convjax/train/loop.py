@@ -140,14 +140,15 @@ def _check_arrays(o: val.Options, params, data, key, hyper, opt_state, eval_data
     n_runs = val.n_runs_of(o.fn, key) if o.many else None
     val.check_key(o.fn, "keys" if o.many else "key", key, n_runs)
     val.check_params(o.fn, params)
-    if o.many:
+    if n_runs is not None:
         for name, tree in (("params", params), ("hyper", hyper), ("opt_state", opt_state)):
             val.check_leading(o.fn, name, tree, n_runs)
-    if o.per_run_data:
-        why = "with `per_run_data=True` "
-        val.check_leading(o.fn, "data", data, n_runs, why)
-        val.check_leading(o.fn, "eval_data", eval_data, n_runs, why)
+        if o.per_run_data:
+            why = "with `per_run_data=True` "
+            val.check_leading(o.fn, "data", data, n_runs, why)
+            val.check_leading(o.fn, "eval_data", eval_data, n_runs, why)
     n_data = val.check_data(o.fn, "data", data, True, o.per_run_data)
+    assert n_data is not None  # required=True: an empty data tree raised
     val.check_data(o.fn, "eval_data", eval_data, False, o.per_run_data)
     val.check_batch_size(o.fn, o.batch_size, n_data)
     return n_runs, n_data

@@ -308,13 +308,14 @@ def mean_std(tree, *, axis: int = 0, ddof: int = 0, by=None, level: float | None
         """``f`` of every leaf's runs ``idx`` (runs axis first); "step" put back."""
         out = jax.tree.map(lambda a: f(np.moveaxis(np.asarray(a, np.float64), axis, 0)[idx]),
                            tree)
-        if step is None:
+        if step is None or keys is None:
             return out
         return {k: (shared if k == "step" else out[k]) for k in keys}
 
     def summary(idx):
         mean = over(idx, lambda a: a.mean(axis=0), step)
-        std = over(idx, lambda a: a.std(axis=0, ddof=ddof), np.zeros(np.shape(step)))
+        std = over(idx, lambda a: a.std(axis=0, ddof=ddof),
+                   None if step is None else np.zeros(np.shape(step)))
         return mean, std
 
     if groups is None:

@@ -25,7 +25,7 @@ class BetaLassoState(NamedTuple):
       count: int32 ``()``, the number of updates done (the step a schedule sees).
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count
 
 
 def _check_hyper(name: str, value, *, positive: bool) -> None:
