@@ -74,7 +74,7 @@ def measure(calls: dict, *, budget_s: float, min_rounds: int, max_rounds: int) -
     for fn in calls.values():
         fn()
     for j in range(2):  # two timed calls each, interleaved: the estimate is their min
-        for name, fn in (calls.items() if j == 0 else reversed(calls.items())):
+        for name, fn in calls.items() if j == 0 else reversed(calls.items()):
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
@@ -101,11 +101,17 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     f = jax.jit(jnp.dot)
-    ts = measure({"dot": lambda: _block(f(a, b))}, budget_s=1e9, min_rounds=repeats,
-                 max_rounds=repeats)["dot"]
+    ts = measure(
+        {"dot": lambda: _block(f(a, b))}, budget_s=1e9, min_rounds=repeats, max_rounds=repeats
+    )["dot"]
     flops = 2 * n**3
-    return {"n": n, "median_s": float(np.median(ts)), "min_s": float(np.min(ts)),
-            "gflops_median": flops / np.median(ts) / 1e9, "gflops_best": flops / np.min(ts) / 1e9}
+    return {
+        "n": n,
+        "median_s": float(np.median(ts)),
+        "min_s": float(np.min(ts)),
+        "gflops_median": flops / np.median(ts) / 1e9,
+        "gflops_best": flops / np.min(ts) / 1e9,
+    }
 
 
 # ---- contenders ----------------------------------------------------------------
@@ -137,11 +143,11 @@ def _jax_pair(f, x, w, r):
         def body(c, _):
             gx, gw = g(x + c, w)  # the carry feeds the next step: nothing is hoisted
             return c + 1e-12 * (jnp.sum(gx) + jnp.sum(gw)), None
+
         return jax.lax.scan(body, jnp.zeros((), x.dtype), length=SCAN_STEPS)[0]
 
     scan = jax.jit(scanned)
-    return (lambda: _block(fwd(x, w))), (lambda: _block(grad(x, w))), (
-        lambda: _block(scan(x, w)))
+    return (lambda: _block(fwd(x, w))), (lambda: _block(grad(x, w))), (lambda: _block(scan(x, w)))
 
 
 def peak_memory_ratio(f, x, w) -> float | None:
@@ -171,31 +177,39 @@ def signal_contenders(L: int, K: int, torch, *, skip_slow_peers: bool):
             continue
 
         def f(x, w, a=a):
-            y = convjax.conv1d(x[:, None], w[:, None, None], padding="full", flip=True,
-                               algorithm=a)
+            y = convjax.conv1d(x[:, None], w[:, None, None], padding="full", flip=True, algorithm=a)
             return y[:, 0]
 
         out[f"convjax.{a}"] = ("convjax", *_jax_pair(f, x, w, r))
 
     def lax_conv(x, w):
         return jax.lax.conv_general_dilated(
-            x[None, None], w[::-1][None, None], (1,), [(K - 1, K - 1)])[0, 0]
+            x[None, None], w[::-1][None, None], (1,), [(K - 1, K - 1)]
+        )[0, 0]
 
     out["lax.conv_general_dilated"] = ("peer", *_jax_pair(lax_conv, x, w, r))
     if not (skip_slow_peers and L * K > 3 * 10**7):
         out["jnp.convolve"] = ("peer", *_jax_pair(jnp.convolve, x, w, r))
     out["jax.scipy.signal.fftconvolve"] = (
-        "peer", *_jax_pair(jax.scipy.signal.fftconvolve, x, w, r))
+        "peer",
+        *_jax_pair(jax.scipy.signal.fftconvolve, x, w, r),
+    )
     out["numpy.convolve"] = ("peer", lambda: np.convolve(xn, wn), None, None)
     import scipy.signal
 
     out["scipy.signal.convolve"] = ("peer", lambda: scipy.signal.convolve(xn, wn), None, None)
-    out["scipy.signal.oaconvolve"] = ("peer", lambda: scipy.signal.oaconvolve(xn, wn), None,
-                                      None)
+    out["scipy.signal.oaconvolve"] = ("peer", lambda: scipy.signal.oaconvolve(xn, wn), None, None)
     if torch is not None:
-        out["torch.conv1d"] = ("peer", *_torch_pair(
-            torch, xn[None, None], wn[::-1].copy()[None, None], np.asarray(r)[None, None],
-            padding=K - 1))
+        out["torch.conv1d"] = (
+            "peer",
+            *_torch_pair(
+                torch,
+                xn[None, None],
+                wn[::-1].copy()[None, None],
+                np.asarray(r)[None, None],
+                padding=K - 1,
+            ),
+        )
     return out
 
 
@@ -223,13 +237,21 @@ def layer_contenders(B: int, L: int, cin: int, cout: int, K: int, torch):
 
     def lax_conv(x, w):
         return jax.lax.conv_general_dilated(
-            x, w, (1,), [(lo, K - 1 - lo)], dimension_numbers=("NWC", "WIO", "NWC"))
+            x, w, (1,), [(lo, K - 1 - lo)], dimension_numbers=("NWC", "WIO", "NWC")
+        )
 
     out["lax.conv_general_dilated"] = ("peer", *_jax_pair(lax_conv, x, w, r))
     if torch is not None:
-        out["torch.conv1d"] = ("peer", *_torch_pair(
-            torch, xn.transpose(0, 2, 1).copy(), wn.transpose(2, 1, 0).copy(),
-            rn.transpose(0, 2, 1).copy(), padding="same"))
+        out["torch.conv1d"] = (
+            "peer",
+            *_torch_pair(
+                torch,
+                xn.transpose(0, 2, 1).copy(),
+                wn.transpose(2, 1, 0).copy(),
+                rn.transpose(0, 2, 1).copy(),
+                padding="same",
+            ),
+        )
     return out
 
 
@@ -272,11 +294,15 @@ def compile_times(shapes, algorithms, repeats: int = 3) -> list:
             for mode in ("forward", "forward+backward"):
                 ts = []
                 for _ in range(repeats):
+
                     def f(x, w, a=a, options=options):
                         return convjax.conv1d(x, w, **options, algorithm=a)
 
-                    g = f if mode == "forward" else jax.grad(
-                        lambda x, w, f=f: jnp.sum(f(x, w)), argnums=(0, 1))
+                    g = (
+                        f
+                        if mode == "forward"
+                        else jax.grad(lambda x, w, f=f: jnp.sum(f(x, w)), argnums=(0, 1))
+                    )
                     t = time.perf_counter()
                     jax.jit(g).lower(x, w).compile()
                     ts.append(time.perf_counter() - t)
@@ -302,8 +328,11 @@ def run(quick: bool, out_dir: str, budget_s: float, wait_s: float = 600.0) -> di
         rounds = dict(budget_s=budget_s, min_rounds=5, max_rounds=41)
     peak_size = (256, 3) if quick else (2048, 15)
     peak = matmul_peak(*peak_size)
-    print(f"float32 matmul peak (jnp.dot {peak['n']}^2): {peak['gflops_median']:.1f} GFLOP/s "
-          f"median, {peak['gflops_best']:.1f} best", flush=True)
+    print(
+        f"float32 matmul peak (jnp.dot {peak['n']}^2): {peak['gflops_median']:.1f} GFLOP/s "
+        f"median, {peak['gflops_best']:.1f} best",
+        flush=True,
+    )
     results = []
     cases = [("signal", (L, K)) for L, K in signals] + [("layer", s) for s in layers]
     for kind, dims in cases:
@@ -325,14 +354,17 @@ def run(quick: bool, out_dir: str, budget_s: float, wait_s: float = 600.0) -> di
             options = {"padding": "same"}
         memory = {}
         for a in ("auto", "xla"):
+
             def f(x, w, a=a, options=options):
                 return convjax.conv1d(x, w, algorithm=a, **options)
 
-            memory[a] = peak_memory_ratio(f, jnp.zeros(xs, jnp.float32),
-                                          jnp.zeros(ws, jnp.float32))
+            memory[a] = peak_memory_ratio(f, jnp.zeros(xs, jnp.float32), jnp.zeros(ws, jnp.float32))
         print(f"   peak memory of forward+backward / (input+output+filter): {memory}")
-        modes = [("forward", 1, 1), ("forward+backward", 2, 3),
-                 (f"forward+backward in lax.scan ({SCAN_STEPS} steps)", 3, 3 * SCAN_STEPS)]
+        modes = [
+            ("forward", 1, 1),
+            ("forward+backward", 2, 3),
+            (f"forward+backward in lax.scan ({SCAN_STEPS} steps)", 3, 3 * SCAN_STEPS),
+        ]
         for mode, col, mult in modes:
             calls = {n: c[col] for n, c in contenders.items() if c[col] is not None}
             how = rounds
@@ -341,9 +373,13 @@ def run(quick: bool, out_dir: str, budget_s: float, wait_s: float = 600.0) -> di
                 how = dict(rounds, min_rounds=2, max_rounds=min(rounds["max_rounds"], 5))
             times = measure(calls, **how)
             rows = {
-                n: {"group": contenders[n][0], "median_s": float(np.median(ts)),
-                    "min_s": float(np.min(ts)), "rounds": len(ts),
-                    "gflops": mult * flops / np.median(ts) / 1e9}
+                n: {
+                    "group": contenders[n][0],
+                    "median_s": float(np.median(ts)),
+                    "min_s": float(np.min(ts)),
+                    "rounds": len(ts),
+                    "gflops": mult * flops / np.median(ts) / 1e9,
+                }
                 for n, ts in times.items()
             }
             peers = {n: v for n, v in rows.items() if v["group"] == "peer"}
@@ -367,48 +403,78 @@ def run(quick: bool, out_dir: str, budget_s: float, wait_s: float = 600.0) -> di
                 summary["peak_memory_ratio"] = memory
             if mode == "forward+backward":
                 summary["auto_fraction_of_matmul_peak_best"] = (
-                    mult * flops / rows["convjax.auto"]["min_s"] / 1e9 / peak["gflops_best"])
+                    mult * flops / rows["convjax.auto"]["min_s"] / 1e9 / peak["gflops_best"]
+                )
             if "torch.conv1d" in rows:
                 summary["auto_speedup_vs_torch"] = rows["torch.conv1d"]["median_s"] / auto
-            results.append({"case": label, "kind": kind, "shape": shape, "mode": mode,
-                            "nominal_gflop": mult * flops / 1e9, "times": rows,
-                            "summary": summary})
+            results.append(
+                {
+                    "case": label,
+                    "kind": kind,
+                    "shape": shape,
+                    "mode": mode,
+                    "nominal_gflop": mult * flops / 1e9,
+                    "times": rows,
+                    "summary": summary,
+                }
+            )
             print(_format(label, mode, rows, summary), flush=True)
     # The load from other processes changes during the run: measure the peak again at
     # the end and keep the better one (the fractions of peak above used the first).
     peak_end = matmul_peak(*peak_size)
-    print(f"float32 matmul peak at the end: {peak_end['gflops_median']:.1f} GFLOP/s median, "
-          f"{peak_end['gflops_best']:.1f} best", flush=True)
+    print(
+        f"float32 matmul peak at the end: {peak_end['gflops_median']:.1f} GFLOP/s median, "
+        f"{peak_end['gflops_best']:.1f} best",
+        flush=True,
+    )
     for r in results:
         best = max(peak["gflops_median"], peak_end["gflops_median"])
         r["summary"]["auto_fraction_of_matmul_peak"] = r["times"]["convjax.auto"]["gflops"] / best
     if quick:
-        ctimes = compile_times([("layer B=2 L=32 4->4 K=3", (2, 32, 4), (3, 4, 4),
-                                 {"padding": "same"})], ("auto", "xla"), repeats=1)
+        ctimes = compile_times(
+            [("layer B=2 L=32 4->4 K=3", (2, 32, 4), (3, 4, 4), {"padding": "same"})],
+            ("auto", "xla"),
+            repeats=1,
+        )
     else:
-        ctimes = compile_times([
-            ("layer B=64 L=1024 64->64 K=9", (64, 1024, 64), (9, 64, 64), {"padding": "same"}),
-            ("signal L=1e5 K=31", (10**5, 1), (31, 1, 1), {"padding": "full", "flip": True}),
-            ("signal L=1e5 K=255", (10**5, 1), (255, 1, 1), {"padding": "full", "flip": True}),
-        ], [a for a in ALGOS if a != "dense"])
+        ctimes = compile_times(
+            [
+                ("layer B=64 L=1024 64->64 K=9", (64, 1024, 64), (9, 64, 64), {"padding": "same"}),
+                ("signal L=1e5 K=31", (10**5, 1), (31, 1, 1), {"padding": "full", "flip": True}),
+                ("signal L=1e5 K=255", (10**5, 1), (255, 1, 1), {"padding": "full", "flip": True}),
+            ],
+            [a for a in ALGOS if a != "dense"],
+        )
     for row in ctimes:
-        print(f"compile {row['shape']:<32} {row['algorithm']:<8} forward "
-              f"{row['forward']:.3f}s  forward+backward {row['forward+backward']:.3f}s")
+        print(
+            f"compile {row['shape']:<32} {row['algorithm']:<8} forward "
+            f"{row['forward']:.3f}s  forward+backward {row['forward+backward']:.3f}s"
+        )
     report = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
-                    "devices": [str(d) for d in jax.devices()],
-                    "load_average_at_start": load_at_start,
-                    "load_average_at_end": list(os.getloadavg()) if hasattr(
-                        os, "getloadavg") else None},
-        "versions": {"jax": jax.__version__, "numpy": np.__version__,
-                     "torch": None if torch is None else torch.__version__,
-                     "python": sys.version.split()[0]},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        },
+        "versions": {
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "torch": None if torch is None else torch.__version__,
+            "python": sys.version.split()[0],
+        },
         "quiet": quiet,
-        "quick": quick, "dtype": "float32", "matmul_peak": peak, "matmul_peak_end": peak_end,
-        "results": results, "compile_times": ctimes,
+        "quick": quick,
+        "dtype": "float32",
+        "matmul_peak": peak,
+        "matmul_peak_end": peak_end,
+        "results": results,
+        "compile_times": ctimes,
         "notes": "medians over interleaved rounds; other processes may share the CPU, so "
-                 "timings are noisy (see load_average_at_start).",
+        "timings are noisy (see load_average_at_start).",
     }
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "conv1d.json"), "w") as f:
@@ -420,13 +486,17 @@ def run(quick: bool, out_dir: str, budget_s: float, wait_s: float = 600.0) -> di
 def _format(label, mode, rows, summary):
     lines = [f"== {label} [{mode}]"]
     for n, v in sorted(rows.items(), key=lambda kv: kv[1]["median_s"]):
-        lines.append(f"   {n:<30} {v['median_s'] * 1e3:10.3f} ms  (min {v['min_s'] * 1e3:9.3f})"
-                     f"  {v['gflops']:8.2f} GFLOP/s")
-    lines.append(f"   auto vs best peer ({summary['best_peer']}): "
-                 f"{summary['auto_speedup_vs_best_peer']:.2f}x;  vs lax: "
-                 f"{summary['auto_speedup_vs_lax']:.2f}x;  by min vs "
-                 f"{summary['best_peer_by_min']}: "
-                 f"{summary['auto_speedup_vs_best_peer_by_min']:.2f}x")
+        lines.append(
+            f"   {n:<30} {v['median_s'] * 1e3:10.3f} ms  (min {v['min_s'] * 1e3:9.3f})"
+            f"  {v['gflops']:8.2f} GFLOP/s"
+        )
+    lines.append(
+        f"   auto vs best peer ({summary['best_peer']}): "
+        f"{summary['auto_speedup_vs_best_peer']:.2f}x;  vs lax: "
+        f"{summary['auto_speedup_vs_lax']:.2f}x;  by min vs "
+        f"{summary['best_peer_by_min']}: "
+        f"{summary['auto_speedup_vs_best_peer_by_min']:.2f}x"
+    )
     return "\n".join(lines)
 
 
@@ -434,14 +504,17 @@ def markdown(report) -> str:
     """The summary tables of a report, as Markdown (for docs/speed.md)."""
     peak = report["matmul_peak"]
     end = report.get("matmul_peak_end", peak)
-    out = [f"float32 matmul peak (jnp.dot {peak['n']}^2): {peak['gflops_median']:.1f} GFLOP/s "
-           f"(median), {peak['gflops_best']:.1f} (best) at the start, "
-           f"{end['gflops_median']:.1f} / {end['gflops_best']:.1f} at the end; load average "
-           f"at start {report['machine']['load_average_at_start']}.", "",
-           "| case | mode | auto [ms] median (min) | best peer | peer [ms] median (min) "
-           "| auto speed-up vs best peer: median / min | vs lax | vs jnp.convolve "
-           "| auto GFLOP/s | auto / matmul peak | peak memory auto (xla) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        f"float32 matmul peak (jnp.dot {peak['n']}^2): {peak['gflops_median']:.1f} GFLOP/s "
+        f"(median), {peak['gflops_best']:.1f} (best) at the start, "
+        f"{end['gflops_median']:.1f} / {end['gflops_best']:.1f} at the end; load average "
+        f"at start {report['machine']['load_average_at_start']}.",
+        "",
+        "| case | mode | auto [ms] median (min) | best peer | peer [ms] median (min) "
+        "| auto speed-up vs best peer: median / min | vs lax | vs jnp.convolve "
+        "| auto GFLOP/s | auto / matmul peak | peak memory auto (xla) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         t, s = r["times"], r["summary"]
         a, p = t["convjax.auto"], t[s["best_peer"]]
@@ -453,12 +526,18 @@ def markdown(report) -> str:
             f"{s['auto_speedup_vs_best_peer_by_min']:.2f}x ({s['best_peer_by_min']}) "
             f"| {s['auto_speedup_vs_lax']:.2f}x "
             f"| {'' if jc is None else f'{jc:.1f}x'} | {a['gflops']:.1f} "
-            f"| {s['auto_fraction_of_matmul_peak']:.0%} | {_mem(s)} |")
-    out += ["", "| compile: shape | algorithm | forward [s] | forward+backward [s] |",
-            "|---|---|---|---|"]
+            f"| {s['auto_fraction_of_matmul_peak']:.0%} | {_mem(s)} |"
+        )
+    out += [
+        "",
+        "| compile: shape | algorithm | forward [s] | forward+backward [s] |",
+        "|---|---|---|---|",
+    ]
     for c in report["compile_times"]:
-        out.append(f"| {c['shape']} | {c['algorithm']} | {c['forward']:.3f} "
-                   f"| {c['forward+backward']:.3f} |")
+        out.append(
+            f"| {c['shape']} | {c['algorithm']} | {c['forward']:.3f} "
+            f"| {c['forward+backward']:.3f} |"
+        )
     return "\n".join(out)
 
 
@@ -487,8 +566,10 @@ def plot(report, path):
             ax.bar(xs, ys, width, label=n, hatch="//" if n == "convjax.auto" else None)
         ax.set_yscale("log")
         ax.set_ylabel("median time [s]")
-        ax.set_title(f"conv1d float32, {mode}; matmul peak "
-                     f"{report['matmul_peak']['gflops_median']:.0f} GFLOP/s")
+        ax.set_title(
+            f"conv1d float32, {mode}; matmul peak "
+            f"{report['matmul_peak']['gflops_median']:.0f} GFLOP/s"
+        )
         ax.set_xticks([i + 0.4 for i in range(len(rows))])
         ax.set_xticklabels([r["case"] for r in rows], rotation=60, ha="right", fontsize=7)
     axes[0].legend(fontsize=7, ncol=4)
@@ -501,12 +582,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes, a few seconds")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
-    parser.add_argument("--budget", type=float, default=1.5,
-                        help="seconds of timing per contender and shape (full run)")
-    parser.add_argument("--wait", type=float, default=600.0,
-                        help="seconds to wait for a load average below 0.5 first")
-    parser.add_argument("--markdown", metavar="JSON",
-                        help="print the summary tables of an earlier run and exit")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=1.5,
+        help="seconds of timing per contender and shape (full run)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        help="seconds to wait for a load average below 0.5 first",
+    )
+    parser.add_argument(
+        "--markdown", metavar="JSON", help="print the summary tables of an earlier run and exit"
+    )
     args = parser.parse_args(argv)
     if args.markdown:
         with open(args.markdown) as fh:

@@ -121,49 +121,75 @@ def compare(ch, steps, runs, repeats, n_small, n_large):
     kw = dict(steps=steps, batch_size=BATCH, progress=False)
     out = {}
 
-    cold, fit_s, _ = warm_time(lambda: train.fit(loss_fn, one, opt, data, keys[0], **kw).params,
-                               repeats)
+    cold, fit_s, _ = warm_time(
+        lambda: train.fit(loss_fn, one, opt, data, keys[0], **kw).params, repeats
+    )
     loop_s = plain_loop(one, opt, data, steps, seed=ch)
     out["fit_vs_plain_loop"] = {
-        "fit_steps_per_s": steps / fit_s, "plain_loop_steps_per_s": steps / loop_s,
-        "ratio": loop_s / fit_s, "fit_first_call_s": cold}
+        "fit_steps_per_s": steps / fit_s,
+        "plain_loop_steps_per_s": steps / loop_s,
+        "ratio": loop_s / fit_s,
+        "fit_first_call_s": cold,
+    }
 
     _, many_s, _ = warm_time(
-        lambda: train.fit_many(loss_fn, params, opt, data, keys, **kw).params, repeats)
+        lambda: train.fit_many(loss_fn, params, opt, data, keys, **kw).params, repeats
+    )
 
     def sequential():
-        return [train.fit(loss_fn, jax.tree.map(lambda a, r=r: a[r], params), opt, data,
-                          keys[r], **kw).params for r in range(runs)]
+        return [
+            train.fit(
+                loss_fn, jax.tree.map(lambda a, r=r: a[r], params), opt, data, keys[r], **kw
+            ).params
+            for r in range(runs)
+        ]
 
     _, seq_s, _ = warm_time(sequential, max(1, repeats - 1))
     out["fit_many_vs_sequential"] = {
-        "runs": runs, "fit_many_s": many_s, "sequential_s": seq_s, "ratio": seq_s / many_s}
+        "runs": runs,
+        "fit_many_s": many_s,
+        "sequential_s": seq_s,
+        "ratio": seq_s / many_s,
+    }
 
     large = make_data(jax.random.fold_in(key, 2), n_large)
     _, large_s, _ = warm_time(
-        lambda: train.fit(loss_fn, one, opt, large, keys[0], **kw).params, repeats)
+        lambda: train.fit(loss_fn, one, opt, large, keys[0], **kw).params, repeats
+    )
     out["large_n_vs_small_n"] = {
-        "n_small": n_small, "n_large": n_large, "steps_per_s_small": steps / fit_s,
-        "steps_per_s_large": steps / large_s, "ratio": fit_s / large_s}
+        "n_small": n_small,
+        "n_large": n_large,
+        "steps_per_s_small": steps / fit_s,
+        "steps_per_s_large": steps / large_s,
+        "ratio": fit_s / large_s,
+    }
     for name, r in out.items():
         print(f"C={ch:2d} {name:24s} ratio {r['ratio']:6.2f}  {r}", flush=True)
     return out
 
 
 def markdown(report) -> str:
-    rows = ["| channels | comparison | convjax | baseline | ratio | target |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| channels | comparison | convjax | baseline | ratio | target |",
+        "|---|---|---|---|---|---|",
+    ]
     for ch, r in report["results"].items():
         a, b, c = r["fit_vs_plain_loop"], r["fit_many_vs_sequential"], r["large_n_vs_small_n"]
-        rows.append(f"| {ch} | `fit` vs plain jitted loop (steps/s) | "
-                    f"{a['fit_steps_per_s']:.0f} | {a['plain_loop_steps_per_s']:.0f} | "
-                    f"{a['ratio']:.2f}x | >= 1.0x |")
-        rows.append(f"| {ch} | `fit_many` ({b['runs']} seeds) vs sequential `fit` (s) | "
-                    f"{b['fit_many_s']:.2f} | {b['sequential_s']:.2f} | {b['ratio']:.2f}x | "
-                    f">= 2x |")
-        rows.append(f"| {ch} | `fit` steps/s, n={c['n_large']:,} vs n={c['n_small']:,} | "
-                    f"{c['steps_per_s_large']:.0f} | {c['steps_per_s_small']:.0f} | "
-                    f"{c['ratio']:.2f}x | >= 0.8x |")
+        rows.append(
+            f"| {ch} | `fit` vs plain jitted loop (steps/s) | "
+            f"{a['fit_steps_per_s']:.0f} | {a['plain_loop_steps_per_s']:.0f} | "
+            f"{a['ratio']:.2f}x | >= 1.0x |"
+        )
+        rows.append(
+            f"| {ch} | `fit_many` ({b['runs']} seeds) vs sequential `fit` (s) | "
+            f"{b['fit_many_s']:.2f} | {b['sequential_s']:.2f} | {b['ratio']:.2f}x | "
+            f">= 2x |"
+        )
+        rows.append(
+            f"| {ch} | `fit` steps/s, n={c['n_large']:,} vs n={c['n_small']:,} | "
+            f"{c['steps_per_s_large']:.0f} | {c['steps_per_s_small']:.0f} | "
+            f"{c['ratio']:.2f}x | >= 0.8x |"
+        )
     return "\n".join(rows)
 
 
@@ -174,10 +200,15 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=None, help="seeds for fit_many (default 16)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--channels", default="8,32")
-    ap.add_argument("--wait", type=float, default=None,
-                    help="seconds to wait for load average < 0.5 (default 600, quick 0)")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "train.json"))
+    ap.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        help="seconds to wait for load average < 0.5 (default 600, quick 0)",
+    )
+    ap.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "results", "train.json")
+    )
     args = ap.parse_args(argv)
     steps = args.steps or (6 if args.quick else 300)
     runs = args.runs or (2 if args.quick else 16)
@@ -189,14 +220,29 @@ def main(argv=None):
     for ch in (int(c) for c in args.channels.split(",")):
         results[ch] = compare(ch, steps, runs, repeats, n_small, n_large)
     report = {
-        "config": {"steps": steps, "runs": runs, "batch_size": BATCH, "L": L, "K": K,
-                   "repeats": repeats, "quick": args.quick, "optimizer": "adam(1e-3)",
-                   "model": "conv1d(1->C,K=5,same) relu conv1d(C->C,K=5,same) relu max "
-                            "dense(C->2), float32, algorithm='auto'"},
-        "environment": {"jax": jax.__version__, "convjax": convjax.__version__,
-                        "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
-                        "python": platform.python_version(), "machine": platform.machine()},
-        "quiet": quiet, "start": start, "end": machine.snapshot(512 if args.quick else 2048),
+        "config": {
+            "steps": steps,
+            "runs": runs,
+            "batch_size": BATCH,
+            "L": L,
+            "K": K,
+            "repeats": repeats,
+            "quick": args.quick,
+            "optimizer": "adam(1e-3)",
+            "model": "conv1d(1->C,K=5,same) relu conv1d(C->C,K=5,same) relu max "
+            "dense(C->2), float32, algorithm='auto'",
+        },
+        "environment": {
+            "jax": jax.__version__,
+            "convjax": convjax.__version__,
+            "backend": jax.default_backend(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+        "quiet": quiet,
+        "start": start,
+        "end": machine.snapshot(512 if args.quick else 2048),
         "results": results,
     }
     report["markdown"] = markdown(report)

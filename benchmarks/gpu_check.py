@@ -30,8 +30,12 @@ SHAPES = [
     ("layer B=64 L=1024 64->64 K=3", (64, 1024, 64), (3, 64, 64), {"padding": "same"}),
     ("layer B=64 L=1024 64->64 K=9", (64, 1024, 64), (9, 64, 64), {"padding": "same"}),
     ("layer B=256 L=256 32->64 K=5", (256, 256, 32), (5, 32, 64), {"padding": "same"}),
-    ("depthwise B=64 L=1024 C=64 K=9", (64, 1024, 64), (9, 1, 64),
-     {"padding": "same", "groups": 64}),
+    (
+        "depthwise B=64 L=1024 C=64 K=9",
+        (64, 1024, 64),
+        (9, 1, 64),
+        {"padding": "same", "groups": 64},
+    ),
     ("signal L=1e5 K=31", (10**5, 1), (31, 1, 1), {"padding": "full", "flip": True}),
     ("signal L=1e6 K=255", (10**6, 1), (255, 1, 1), {"padding": "full", "flip": True}),
 ]
@@ -45,16 +49,17 @@ def _calls(conv1d, x, w, r, options, algorithm):
 
     fwd = jax.jit(f)
     grad = jax.jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * r), argnums=(0, 1)))
-    return (lambda: jax.block_until_ready(fwd(x, w))), (
-        lambda: jax.block_until_ready(grad(x, w)))
+    return (lambda: jax.block_until_ready(fwd(x, w))), (lambda: jax.block_until_ready(grad(x, w)))
 
 
 def main(budget_s: float = 0.4) -> int:
     backend = jax.default_backend()
     if backend != "gpu":
-        print(f"gpu_check: jax has no GPU backend (default backend: {backend!r}, devices: "
-              f"{jax.devices()}); nothing to check. Install jax with CUDA "
-              "(pip install 'jax[cuda12]') and rerun.")
+        print(
+            f"gpu_check: jax has no GPU backend (default backend: {backend!r}, devices: "
+            f"{jax.devices()}); nothing to check. Install jax with CUDA "
+            "(pip install 'jax[cuda12]') and rerun."
+        )
         return 0
     import convjax
     from convjax import algorithms
@@ -70,37 +75,59 @@ def main(budget_s: float = 0.4) -> int:
         calls = {}
         for a in ALGOS:
             calls[("forward", a)], calls[("forward+backward", a)] = _calls(
-                convjax.conv1d, x, w, r, options, a)
+                convjax.conv1d, x, w, r, options, a
+            )
         choice = algorithms.choose(
-            "gpu", batch=int(np.prod(xs[:-2], dtype=int)), length=xs[-2], in_channels=xs[-1],
-            out_channels=ws[-1], kernel_size=ws[0], dilation=options.get("dilation", 1),
-            groups=options.get("groups", 1))
+            "gpu",
+            batch=int(np.prod(xs[:-2], dtype=int)),
+            length=xs[-2],
+            in_channels=xs[-1],
+            out_channels=ws[-1],
+            kernel_size=ws[0],
+            dilation=options.get("dilation", 1),
+            groups=options.get("groups", 1),
+        )
         for mode in ("forward", "forward+backward"):
-            times = measure({a: calls[(mode, a)] for a in ALGOS}, budget_s=budget_s,
-                            min_rounds=5, max_rounds=50)
+            times = measure(
+                {a: calls[(mode, a)] for a in ALGOS}, budget_s=budget_s, min_rounds=5, max_rounds=50
+            )
             med = {a: float(np.median(ts)) for a, ts in times.items()}
             best = min(med, key=med.get)
             # Where auto picks xla/xla it runs the same program as xla: any gap is noise.
             same = (choice.forward, choice.gradient) == ("xla", "xla")
-            row = {"shape": label, "mode": mode, "auto_choice": [choice.forward, choice.gradient],
-                   "median_s": med, "fastest": best,
-                   "auto_over_xla": med["auto"] / med["xla"],
-                   "auto_is_xla_program": same,
-                   "auto_slower_than_xla": (not same) and med["auto"] > 1.1 * med["xla"]}
+            row = {
+                "shape": label,
+                "mode": mode,
+                "auto_choice": [choice.forward, choice.gradient],
+                "median_s": med,
+                "fastest": best,
+                "auto_over_xla": med["auto"] / med["xla"],
+                "auto_is_xla_program": same,
+                "auto_slower_than_xla": (not same) and med["auto"] > 1.1 * med["xla"],
+            }
             rows.append(row)
-            print(f"{label:<34} {mode:<17} auto={choice.forward}/{choice.gradient:<7} "
-                  + "  ".join(f"{a}={med[a] * 1e3:.3f}ms" for a in ALGOS)
-                  + f"  fastest={best}  auto/xla={row['auto_over_xla']:.2f}", flush=True)
-    report = {"devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
-              "rows": rows, "seconds": time.perf_counter() - t_start,
-              "auto_ever_slower_than_xla": any(r["auto_slower_than_xla"] for r in rows)}
+            print(
+                f"{label:<34} {mode:<17} auto={choice.forward}/{choice.gradient:<7} "
+                + "  ".join(f"{a}={med[a] * 1e3:.3f}ms" for a in ALGOS)
+                + f"  fastest={best}  auto/xla={row['auto_over_xla']:.2f}",
+                flush=True,
+            )
+    report = {
+        "devices": [str(d) for d in jax.devices()],
+        "jax": jax.__version__,
+        "rows": rows,
+        "seconds": time.perf_counter() - t_start,
+        "auto_ever_slower_than_xla": any(r["auto_slower_than_xla"] for r in rows),
+    }
     out = os.environ.get("OUT") or os.path.join(os.path.dirname(__file__), "results")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "gpu_check.json"), "w") as fh:
         json.dump(report, fh, indent=1)
-    print(f"gpu_check: done in {report['seconds']:.0f}s; auto slower than xla (>10%) on "
-          f"{sum(r['auto_slower_than_xla'] for r in rows)} of {len(rows)} rows; wrote "
-          f"{os.path.join(out, 'gpu_check.json')}")
+    print(
+        f"gpu_check: done in {report['seconds']:.0f}s; auto slower than xla (>10%) on "
+        f"{sum(r['auto_slower_than_xla'] for r in rows)} of {len(rows)} rows; wrote "
+        f"{os.path.join(out, 'gpu_check.json')}"
+    )
     return 0
 
 

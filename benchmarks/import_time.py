@@ -78,8 +78,14 @@ print(json.dumps(result))
 def probe(with_convjax: bool, env: dict) -> dict:
     """One fresh interpreter; the probe's measurements."""
     code = _PROBE.replace("WITH_CONVJAX", repr(with_convjax))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=300, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=env,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -114,8 +120,12 @@ def measure(reps: int, warmup: int) -> dict:
         "n_new_modules": runs[-1]["n_new_modules"],
         "sparse_loaded": any(r["sparse_loaded"] for r in runs),
         "versions": runs[-1]["versions"],
-        "samples": {"base_s": base_s, "convjax_total_s": total_s, "overhead_s": overhead_s,
-                    "all_names_s": [r["all_names_s"] for r in runs]},
+        "samples": {
+            "base_s": base_s,
+            "convjax_total_s": total_s,
+            "overhead_s": overhead_s,
+            "all_names_s": [r["all_names_s"] for r in runs],
+        },
     }
 
 
@@ -128,20 +138,26 @@ def main(argv=None) -> dict:
     if args.reps < 1 or args.warmup < 0:
         parser.error("--reps must be >= 1 and --warmup >= 0")
     report = measure(args.reps, args.warmup)
-    report.update(python=platform.python_version(), platform=platform.platform(),
-                  jax_platforms=os.environ.get("JAX_PLATFORMS"))
+    report.update(
+        python=platform.python_version(),
+        platform=platform.platform(),
+        jax_platforms=os.environ.get("JAX_PLATFORMS"),
+    )
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "import_time.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
-    print(f"import jax, optax:            {report['base_median_s']:.3f} s (median of "
-          f"{args.reps})")
-    print(f"import convjax after them:    {report['overhead_median_s'] * 1e3:.1f} ms (median; "
-          f"target <= {TARGET_S} s: {'met' if report['within_target'] else 'NOT met'})")
+    print(f"import jax, optax:            {report['base_median_s']:.3f} s (median of {args.reps})")
+    print(
+        f"import convjax after them:    {report['overhead_median_s'] * 1e3:.1f} ms (median; "
+        f"target <= {TARGET_S} s: {'met' if report['within_target'] else 'NOT met'})"
+    )
     print(f"unpaired difference:          {report['overhead_unpaired_s']:.3f} s")
     print(f"first use of every name:      {report['all_names_median_s']:.3f} s (median)")
-    print(f"packages all of convjax adds: {', '.join(report['new_packages']) or 'none'}; "
-          f"jax.experimental.sparse loaded: {report['sparse_loaded']}")
+    print(
+        f"packages all of convjax adds: {', '.join(report['new_packages']) or 'none'}; "
+        f"jax.experimental.sparse loaded: {report['sparse_loaded']}"
+    )
     print(f"wrote {path}")
     return report
 

@@ -20,8 +20,12 @@ def wait_for_quiet(threshold: float = 0.5, max_wait_s: float = 600.0, poll_s: fl
     while load >= threshold and time.monotonic() - t0 < max_wait_s:
         time.sleep(poll_s)
         load = os.getloadavg()[0]
-    return {"load_at_start": load, "waited_s": round(time.monotonic() - t0, 1),
-            "quiet": bool(load < threshold), "threshold": threshold}
+    return {
+        "load_at_start": load,
+        "waited_s": round(time.monotonic() - t0, 1),
+        "quiet": bool(load < threshold),
+        "threshold": threshold,
+    }
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
@@ -37,11 +41,19 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
         jax.block_until_ready(f(a, b))
         ts.append(time.perf_counter() - t)
     flops = 2 * n**3
-    return {"n": n, "median_s": float(np.median(ts)), "min_s": float(np.min(ts)),
-            "gflops_median": flops / np.median(ts) / 1e9, "gflops_best": flops / np.min(ts) / 1e9}
+    return {
+        "n": n,
+        "median_s": float(np.median(ts)),
+        "min_s": float(np.min(ts)),
+        "gflops_median": flops / np.median(ts) / 1e9,
+        "gflops_best": flops / np.min(ts) / 1e9,
+    }
 
 
 def snapshot(peak_n: int = 2048) -> dict:
     """Load averages and the matmul peak, now."""
-    return {"load_average": list(os.getloadavg()), "matmul_peak": matmul_peak(peak_n),
-            "time": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    return {
+        "load_average": list(os.getloadavg()),
+        "matmul_peak": matmul_peak(peak_n),
+        "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }

@@ -38,8 +38,15 @@ def run(experiments: int, n_boot: int, n: int, seed: int) -> dict:
 
     def record(case, method, hits, count):
         cov = hits / count
-        rows.append({"case": case, "method": method, "experiments": count, "coverage": cov,
-                     "standard_error": float(np.sqrt(cov * (1 - cov) / count))})
+        rows.append(
+            {
+                "case": case,
+                "method": method,
+                "experiments": count,
+                "coverage": cov,
+                "standard_error": float(np.sqrt(cov * (1 - cov) / count)),
+            }
+        )
         print(f"{case:45s} {method:22s} {cov:.3f}", flush=True)
 
     # t-intervals: vectorised over experiments, so 5x as many
@@ -54,42 +61,80 @@ def run(experiments: int, n_boot: int, n: int, seed: int) -> dict:
 
     cases = [
         ("normal mean", lambda: [rng.normal(size=n)], mean_stat, 0.0),
-        ("lognormal(0.5) mean", lambda: [rng.lognormal(0, 0.5, n)], mean_stat,
-         float(np.exp(0.125))),
+        (
+            "lognormal(0.5) mean",
+            lambda: [rng.lognormal(0, 0.5, n)],
+            mean_stat,
+            float(np.exp(0.125)),
+        ),
         ("lognormal(1) mean", lambda: [rng.lognormal(0, 1, n)], mean_stat, float(np.exp(0.5))),
         ("normal median", lambda: [rng.normal(size=n)], median_stat, 0.0),
-        ("exponential median", lambda: [rng.exponential(size=n)], median_stat,
-         float(np.log(2))),
-        ("ratio of lognormal(0.5) means, unpaired",
-         lambda: [rng.lognormal(np.log(2), 0.5, n), rng.lognormal(0, 0.5, n)], ratio_stat, 2.0),
-        ("ratio of gamma(4) means, unpaired",
-         lambda: [rng.gamma(4, 2, n), rng.gamma(4, 1, n)], ratio_stat, 2.0),
+        ("exponential median", lambda: [rng.exponential(size=n)], median_stat, float(np.log(2))),
+        (
+            "ratio of lognormal(0.5) means, unpaired",
+            lambda: [rng.lognormal(np.log(2), 0.5, n), rng.lognormal(0, 0.5, n)],
+            ratio_stat,
+            2.0,
+        ),
+        (
+            "ratio of gamma(4) means, unpaired",
+            lambda: [rng.gamma(4, 2, n), rng.gamma(4, 1, n)],
+            ratio_stat,
+            2.0,
+        ),
     ]
     for case, draw, statistic, truth in cases:
-        for method, expand in (("percentile", False), ("bca", False), ("percentile", True),
-                               ("bca", True)):
+        for method, expand in (
+            ("percentile", False),
+            ("bca", False),
+            ("percentile", True),
+            ("bca", True),
+        ):
             hits = 0
             for _ in range(experiments):
-                iv = stats.bootstrap_interval(statistic, *draw(), n_boot=n_boot, method=method,
-                                              expand=expand, seed=int(rng.integers(1 << 30)))
+                iv = stats.bootstrap_interval(
+                    statistic,
+                    *draw(),
+                    n_boot=n_boot,
+                    method=method,
+                    expand=expand,
+                    seed=int(rng.integers(1 << 30)),
+                )
                 hits += bool(_covers(iv, truth))
             record(case, method + ("+expanded" if expand else ""), hits, experiments)
 
     def pairs():  # a shared lognormal seed effect; E[a] / E[b] = 2
         z = rng.normal(size=n) * 0.5
-        return [np.exp(np.log(2) + z + 0.2 * rng.normal(size=n)),
-                np.exp(z + 0.2 * rng.normal(size=n))]
+        return [
+            np.exp(np.log(2) + z + 0.2 * rng.normal(size=n)),
+            np.exp(z + 0.2 * rng.normal(size=n)),
+        ]
 
     for expand in (True, False):
         hits = 0
         for _ in range(experiments):
-            iv = stats.bootstrap_interval(ratio_stat, *pairs(), paired=True, n_boot=n_boot,
-                                          expand=expand, seed=int(rng.integers(1 << 30)))
+            iv = stats.bootstrap_interval(
+                ratio_stat,
+                *pairs(),
+                paired=True,
+                n_boot=n_boot,
+                expand=expand,
+                seed=int(rng.integers(1 << 30)),
+            )
             hits += bool(_covers(iv, 2.0))
-        record("paired ratio of means (shared seed effect)",
-               "bca" + ("+expanded" if expand else ""), hits, experiments)
-    return {"seeds_per_experiment": n, "n_boot": n_boot, "level": 0.95, "rng_seed": seed,
-            "results": rows}
+        record(
+            "paired ratio of means (shared seed effect)",
+            "bca" + ("+expanded" if expand else ""),
+            hits,
+            experiments,
+        )
+    return {
+        "seeds_per_experiment": n,
+        "n_boot": n_boot,
+        "level": 0.95,
+        "rng_seed": seed,
+        "results": rows,
+    }
 
 
 def _covers(iv, truth):

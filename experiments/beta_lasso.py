@@ -63,7 +63,10 @@ SPARSITY_NEEDED = 0.5  # "sparse": at least half of the first layer's weights ex
 def settings(size: str) -> dict:
     base = se.settings(size)
     return {
-        "d": base["d"], "k": base["k"], "rule": base["rule"], "noise": base["noise"],
+        "d": base["d"],
+        "k": base["k"],
+        "rule": base["rule"],
+        "noise": base["noise"],
         "channels": base["channels"],
         "n_train": common.pick(size, tiny=32, quick=32, full=32),
         "n_test": base["n_test"],
@@ -71,8 +74,12 @@ def settings(size: str) -> dict:
         "eval_every": common.pick(size, tiny=10, quick=100, full=200),
         "learning_rate": 0.1,
         "beta": 50.0,
-        "lams": common.pick(size, tiny=[0.0, 2e-3], quick=[0.0, 1e-3, 2e-3, 4e-3],
-                            full=[0.0, 5e-4, 1e-3, 2e-3, 4e-3]),
+        "lams": common.pick(
+            size,
+            tiny=[0.0, 2e-3],
+            quick=[0.0, 1e-3, 2e-3, 4e-3],
+            full=[0.0, 5e-4, 1e-3, 2e-3, 4e-3],
+        ),
         "n_val": common.pick(size, tiny=200, quick=2000, full=4000),
         "lam_selection": "lam > 0 with the lowest mean validation error",
         "optimizer": "beta_lasso (lam = 0: plain SGD), full batch",
@@ -92,8 +99,9 @@ def best_window_share(w, k: int):
     a = jnp.abs(w)
     windows = jax.lax.reduce_window(a, jnp.zeros((), a.dtype), jax.lax.add, (1, k), (1, 1), "VALID")
     total = jnp.sum(a, axis=1)
-    return jnp.where(total > 0, jnp.max(windows, axis=1) / jnp.where(total > 0, total, 1.0),
-                     jnp.nan)
+    return jnp.where(
+        total > 0, jnp.max(windows, axis=1) / jnp.where(total > 0, total, 1.0), jnp.nan
+    )
 
 
 def first_layer_measures(params, s, k: int, window: tuple[int, int]) -> dict:
@@ -112,7 +120,7 @@ def first_layer_measures(params, s, k: int, window: tuple[int, int]) -> dict:
         "locality": jnp.sum(jnp.where(alive, share, 0.0)) / jnp.maximum(jnp.sum(alive), 1),
         "alive_units": jnp.mean(alive),
         "in_structure": 1.0 - nn.off_structure_share(params[0], s),
-        "task_window": jnp.sum(a[:, window[0]:window[1]]) / jnp.where(total > 0, total, 1.0),
+        "task_window": jnp.sum(a[:, window[0] : window[1]]) / jnp.where(total > 0, total, 1.0),
     }
 
 
@@ -147,29 +155,61 @@ def train_runs(cfg: dict, seeds) -> dict:
     keys_fc = jnp.concatenate([train_keys] * len(lams))
     lr, beta = cfg["learning_rate"], cfg["beta"]
     res_fc = train.fit_many(
-        loss_fc, params_fc, lambda h: train.beta_lasso(lr, h["lam"], beta), train_set, keys_fc,
-        steps=cfg["steps"], eval_every=cfg["eval_every"], eval_fn=eval_fc, eval_data=sets,
-        hyper=hyper, progress=False,
+        loss_fc,
+        params_fc,
+        lambda h: train.beta_lasso(lr, h["lam"], beta),
+        train_set,
+        keys_fc,
+        steps=cfg["steps"],
+        eval_every=cfg["eval_every"],
+        eval_fn=eval_fc,
+        eval_data=sets,
+        hyper=hyper,
+        progress=False,
     )
     res_conv = train.fit_many(
-        loss_conv, se.init_many(conv, init_keys, (d, 1)), train.beta_lasso(lr, 0.0, beta),
-        train_set, train_keys, steps=cfg["steps"], eval_every=cfg["eval_every"],
-        eval_fn=err_conv, eval_data=sets, progress=False,
+        loss_conv,
+        se.init_many(conv, init_keys, (d, 1)),
+        train.beta_lasso(lr, 0.0, beta),
+        train_set,
+        train_keys,
+        steps=cfg["steps"],
+        eval_every=cfg["eval_every"],
+        eval_fn=err_conv,
+        eval_data=sets,
+        progress=False,
     )
     val_error = jax.jit(jax.vmap(lambda p: err_fc(p, se.eval_sets(val, train_set))["test_error"]))
     init_measures = jax.vmap(lambda p: first_layer_measures(p, s, k, window))(
-        se.init_many(fc, init_keys, (d, 1)))
-    fc_hist = {name: np.asarray(v).reshape(len(lams), n_seeds, -1)
-               for name, v in res_fc.history.items() if name != "step"}  # step: no runs axis
+        se.init_many(fc, init_keys, (d, 1))
+    )
+    fc_hist = {
+        name: np.asarray(v).reshape(len(lams), n_seeds, -1)
+        for name, v in res_fc.history.items()
+        if name != "step"
+    }  # step: no runs axis
     fc_hist["val_error"] = np.asarray(val_error(res_fc.params)).reshape(len(lams), n_seeds)
-    return {"fc": fc_hist, "conv": {n: np.asarray(v) for n, v in res_conv.history.items()},
-            "fc_w1": np.asarray(res_fc.params[0]["w"]).reshape(len(lams), n_seeds,
-                                                              *res_fc.params[0]["w"].shape[1:]),
-            "init": {n: np.asarray(v) for n, v in init_measures.items()}, "window": window}
+    return {
+        "fc": fc_hist,
+        "conv": {n: np.asarray(v) for n, v in res_conv.history.items()},
+        "fc_w1": np.asarray(res_fc.params[0]["w"]).reshape(
+            len(lams), n_seeds, *res_fc.params[0]["w"].shape[1:]
+        ),
+        "init": {n: np.asarray(v) for n, v in init_measures.items()},
+        "window": window,
+    }
 
 
-MEASURES = ("test_error", "train_error", "sparsity_w1", "sparsity_all", "locality",
-            "alive_units", "in_structure", "task_window")
+MEASURES = (
+    "test_error",
+    "train_error",
+    "sparsity_w1",
+    "sparsity_all",
+    "locality",
+    "alive_units",
+    "in_structure",
+    "task_window",
+)
 
 
 def summarise(cfg: dict, out: dict) -> dict:
@@ -178,13 +218,17 @@ def summarise(cfg: dict, out: dict) -> dict:
     fc = {}
     for i, lam in enumerate(lams):
         h = out["fc"]
-        fc[f"{lam:g}"] = {"lam": lam, "val_error": common.mean_std(h["val_error"][i]),
-                          **{m: common.mean_std(h[f"eval_{m}"][i, :, -1]) for m in MEASURES}}
+        fc[f"{lam:g}"] = {
+            "lam": lam,
+            "val_error": common.mean_std(h["val_error"][i]),
+            **{m: common.mean_std(h[f"eval_{m}"][i, :, -1]) for m in MEASURES},
+        }
     sgd = fc[f"{0.0:g}"]["test_error"]["mean"] if 0.0 in lams else None
     for entry in fc.values():
         gap = None if sgd is None else sgd - conv_err["mean"]
-        entry["gap_closed"] = (None if not gap or gap <= 0 else
-                               (sgd - entry["test_error"]["mean"]) / gap)
+        entry["gap_closed"] = (
+            None if not gap or gap <= 0 else (sgd - entry["test_error"]["mean"]) / gap
+        )
     chance = {
         "locality_at_init": common.mean_std(out["init"]["locality"]),
         "locality_uniform_row": cfg["k"] / cfg["d"],
@@ -195,18 +239,29 @@ def summarise(cfg: dict, out: dict) -> dict:
     curves = {
         "step": out["conv"]["step"],
         "conv_test_error": common.mean_std(out["conv"]["eval_test_error"]),
-        "fc": {f"{lam:g}": {m: common.mean_std(out["fc"][f"eval_{m}"][i])
-                            for m in ("test_error", "sparsity_w1", "locality", "task_window")}
-               for i, lam in enumerate(lams)},
+        "fc": {
+            f"{lam:g}": {
+                m: common.mean_std(out["fc"][f"eval_{m}"][i])
+                for m in ("test_error", "sparsity_w1", "locality", "task_window")
+            }
+            for i, lam in enumerate(lams)
+        },
     }
     positive = [e for e in fc.values() if e["lam"] > 0]
-    selected = min(positive, key=lambda e: (e["val_error"]["mean"], e["lam"]))["lam"] \
-        if positive else None
-    return {"selected_lam": selected,
-            "conv_sgd": {"test_error": conv_err,
-                         "train_error": common.mean_std(out["conv"]["eval_train_error"][:, -1])},
-            "fc": fc, "chance": chance, "curves": curves,
-            "task_window_positions": list(out["window"])}
+    selected = (
+        min(positive, key=lambda e: (e["val_error"]["mean"], e["lam"]))["lam"] if positive else None
+    )
+    return {
+        "selected_lam": selected,
+        "conv_sgd": {
+            "test_error": conv_err,
+            "train_error": common.mean_std(out["conv"]["eval_train_error"][:, -1]),
+        },
+        "fc": fc,
+        "chance": chance,
+        "curves": curves,
+        "task_window_positions": list(out["window"]),
+    }
 
 
 def claims_from(cfg: dict, summary: dict, size: str) -> list[dict]:
@@ -254,15 +309,19 @@ def figures(run, cfg: dict, summary: dict, out: dict) -> None:
     lams = list(cfg["lams"])
     colours = plt.cm.viridis(np.linspace(0.0, 0.85, len(lams)))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    panels = (("test_error", "test error"), ("sparsity_w1", "first layer: fraction of zeros"),
-              ("locality", f"first layer: best-window share (k={cfg['k']})"))
+    panels = (
+        ("test_error", "test error"),
+        ("sparsity_w1", "first layer: fraction of zeros"),
+        ("locality", f"first layer: best-window share (k={cfg['k']})"),
+    )
     for ax, (m, label) in zip(axes, panels, strict=True):
         for lam, col in zip(lams, colours, strict=True):
             h = out["fc"][f"eval_{m}"][lams.index(lam)]
             name = "FC, plain SGD" if lam == 0 else f"FC, beta-LASSO lam={lam:g}"
             ax.plot(steps, np.nanmean(h, axis=0), color=col, label=name)
-            ax.fill_between(steps, np.nanmin(h, axis=0), np.nanmax(h, axis=0), color=col,
-                            alpha=0.2, lw=0)
+            ax.fill_between(
+                steps, np.nanmin(h, axis=0), np.nanmax(h, axis=0), color=col, alpha=0.2, lw=0
+            )
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -273,9 +332,12 @@ def figures(run, cfg: dict, summary: dict, out: dict) -> None:
     axes[2].axhline(cfg["k"] / cfg["d"], color="0.7", ls="-.", label="uniform row (k/d)")
     axes[0].legend(fontsize=7)
     axes[2].legend(fontsize=7)
-    fig.suptitle(f"beta-LASSO (beta={cfg['beta']:g}, lr={cfg['learning_rate']:g}) vs SGD on "
-                 f"task 2(a), n_train={cfg['n_train']}; mean over {len(run.seeds)} seeds, "
-                 "band: min-max", fontsize=10)
+    fig.suptitle(
+        f"beta-LASSO (beta={cfg['beta']:g}, lr={cfg['learning_rate']:g}) vs SGD on "
+        f"task 2(a), n_train={cfg['n_train']}; mean over {len(run.seeds)} seeds, "
+        "band: min-max",
+        fontsize=10,
+    )
     run.save_figure(fig, "training_curves.png")
 
     # first-layer weights of seed 0: plain SGD vs beta-LASSO (the selected lam)
@@ -285,40 +347,80 @@ def figures(run, cfg: dict, summary: dict, out: dict) -> None:
         w = np.abs(out["fc_w1"][lams.index(lam), 0])
         im = ax.imshow(w, aspect="auto", cmap="magma", interpolation="nearest")
         ax.axvspan(out["window"][0] - 0.5, out["window"][1] - 0.5, fill=False, ec="c", lw=1.5)
-        ax.set_title("plain SGD" if lam == 0 else f"beta-LASSO, lam={lam:g} (selected on "
-                     "validation)", fontsize=10)
+        ax.set_title(
+            "plain SGD" if lam == 0 else f"beta-LASSO, lam={lam:g} (selected on validation)",
+            fontsize=10,
+        )
         ax.set_xlabel("input position (cyan: the task's window)")
         ax.set_ylabel("hidden unit (row of the dense first layer)")
         fig.colorbar(im, ax=ax, label="|w|")
-    fig.suptitle("First-layer weights of the fully connected net after training (seed 0)",
-                 fontsize=10)
+    fig.suptitle(
+        "First-layer weights of the fully connected net after training (seed 0)", fontsize=10
+    )
     run.save_figure(fig, "first_layer_weights.png")
 
 
 def table_from(cfg: dict, summary: dict) -> str:
-    rows = [["conv", "SGD", "-", common.fmt_mean_std(summary["conv_sgd"]["test_error"], ".3f"),
-             "-", "-", "-", "-", "-"]]
+    rows = [
+        [
+            "conv",
+            "SGD",
+            "-",
+            common.fmt_mean_std(summary["conv_sgd"]["test_error"], ".3f"),
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+        ]
+    ]
     for entry in summary["fc"].values():
         lam = entry["lam"]
         gap = entry["gap_closed"]
-        rows.append([
-            "FC", "SGD" if lam == 0 else f"beta-LASSO lam={lam:g}"
-            + (" (selected)" if lam == summary["selected_lam"] else ""),
-            common.fmt_mean_std(entry["val_error"], ".3f"),
-            common.fmt_mean_std(entry["test_error"], ".3f"),
-            common.fmt_mean_std(entry["sparsity_w1"], ".3f"),
-            common.fmt_mean_std(entry["locality"], ".3f"),
-            common.fmt_mean_std(entry["task_window"], ".3f"),
-            common.fmt_mean_std(entry["in_structure"], ".3f"),
-            "-" if lam == 0 or gap is None else f"{gap:.2f}",
-        ])
+        rows.append(
+            [
+                "FC",
+                "SGD"
+                if lam == 0
+                else f"beta-LASSO lam={lam:g}"
+                + (" (selected)" if lam == summary["selected_lam"] else ""),
+                common.fmt_mean_std(entry["val_error"], ".3f"),
+                common.fmt_mean_std(entry["test_error"], ".3f"),
+                common.fmt_mean_std(entry["sparsity_w1"], ".3f"),
+                common.fmt_mean_std(entry["locality"], ".3f"),
+                common.fmt_mean_std(entry["task_window"], ".3f"),
+                common.fmt_mean_std(entry["in_structure"], ".3f"),
+                "-" if lam == 0 or gap is None else f"{gap:.2f}",
+            ]
+        )
     ch = summary["chance"]
-    rows.append(["FC", "at init (chance)", "-", "-", "0", f"{ch['locality_at_init']['mean']:.3f}",
-                 f"{ch['task_window_at_init']['mean']:.3f}",
-                 f"{ch['in_structure_at_init']['mean']:.3f}", "-"])
+    rows.append(
+        [
+            "FC",
+            "at init (chance)",
+            "-",
+            "-",
+            "0",
+            f"{ch['locality_at_init']['mean']:.3f}",
+            f"{ch['task_window_at_init']['mean']:.3f}",
+            f"{ch['in_structure_at_init']['mean']:.3f}",
+            "-",
+        ]
+    )
     return common.markdown_table(
-        ["net", "training", "val error", "test error", "zeros in W1", "best-window share",
-         "share on task window", "in conv structure", "gap closed"], rows)
+        [
+            "net",
+            "training",
+            "val error",
+            "test error",
+            "zeros in W1",
+            "best-window share",
+            "share on task window",
+            "in conv structure",
+            "gap closed",
+        ],
+        rows,
+    )
 
 
 def main(argv=None) -> dict:
@@ -328,8 +430,12 @@ def main(argv=None) -> dict:
     out = train_runs(cfg, run.seeds)
     summary = summarise(cfg, out)
     figures(run, cfg, summary, out)
-    return run.finish(config=cfg, numbers=summary, table=table_from(cfg, summary),
-                      claims=claims_from(cfg, summary, run.size))
+    return run.finish(
+        config=cfg,
+        numbers=summary,
+        table=table_from(cfg, summary),
+        claims=claims_from(cfg, summary, run.size),
+    )
 
 
 if __name__ == "__main__":

@@ -80,13 +80,18 @@ def make_parser(description: str | None) -> argparse.ArgumentParser:
     """
     first = (description or "").strip().splitlines()
     parser = argparse.ArgumentParser(description=first[0] if first else None)
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes (the README's main command)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="smallest sizes, seconds; for the tests (implies --quick)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes (the README's main command)"
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smallest sizes, seconds; for the tests (implies --quick)",
+    )
     parser.add_argument("--out", default="results", help="results folder (default: results)")
-    parser.add_argument("--seeds", type=_positive_int, default=3,
-                        help="number of seeds 0..N-1 (default: 3)")
+    parser.add_argument(
+        "--seeds", type=_positive_int, default=3, help="number of seeds 0..N-1 (default: 3)"
+    )
     return parser
 
 
@@ -246,10 +251,15 @@ def mean_std(values, axis: int = 0) -> dict:
     v = np.asarray(values, dtype=np.float64)
     n = v.shape[axis]
     std = v.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(v.mean(axis=axis))
-    return to_jsonable({
-        "mean": v.mean(axis=axis), "std": std, "min": v.min(axis=axis),
-        "max": v.max(axis=axis), "n": n,
-    })
+    return to_jsonable(
+        {
+            "mean": v.mean(axis=axis),
+            "std": std,
+            "min": v.min(axis=axis),
+            "max": v.max(axis=axis),
+            "n": n,
+        }
+    )
 
 
 def fmt_mean_std(stats: dict, fmt: str = ".3g") -> str:
@@ -262,6 +272,7 @@ def fmt_mean_std(stats: dict, fmt: str = ".3g") -> str:
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence], *, fmt: str = ".4g") -> str:
     """A markdown table; floats are formatted with ``fmt``, everything else with ``str``."""
+
     def cell(v) -> str:
         if isinstance(v, (float, np.floating)):
             return f"{float(v):{fmt}}"
@@ -288,8 +299,11 @@ def claim(text: str, measured: str, holds: bool | None) -> dict:
     """
     if holds is not None and not isinstance(holds, (bool, np.bool_)):
         raise TypeError(f"claim: `holds` must be True, False or None, got {holds!r}.")
-    return {"claim": str(text), "measured": str(measured),
-            "holds": None if holds is None else bool(holds)}
+    return {
+        "claim": str(text),
+        "measured": str(measured),
+        "holds": None if holds is None else bool(holds),
+    }
 
 
 def to_jsonable(obj):
@@ -320,10 +334,21 @@ def check_metrics(metrics: dict) -> None:
     if missing:
         raise ValueError(f"check_metrics: missing keys {missing}.")
     types = {
-        "name": str, "description": str, "size": str, "config": dict, "seeds": list,
-        "numbers": dict, "claims": list, "table": str, "figures": list,
-        "convjax_version": str, "jax_version": str, "backend": str, "environment": dict,
-        "timestamp": str, "wall_time_s": (int, float),
+        "name": str,
+        "description": str,
+        "size": str,
+        "config": dict,
+        "seeds": list,
+        "numbers": dict,
+        "claims": list,
+        "table": str,
+        "figures": list,
+        "convjax_version": str,
+        "jax_version": str,
+        "backend": str,
+        "environment": dict,
+        "timestamp": str,
+        "wall_time_s": (int, float),
     }
     for key, typ in types.items():
         if not isinstance(metrics[key], typ):
@@ -333,14 +358,16 @@ def check_metrics(metrics: dict) -> None:
     if metrics["size"] not in SIZES:
         raise ValueError(f"check_metrics: `size` must be one of {SIZES}, got {metrics['size']!r}.")
     if not metrics["seeds"] or not all(isinstance(s, int) for s in metrics["seeds"]):
-        raise ValueError(f"check_metrics: `seeds` must be a non-empty list of ints, "
-                         f"got {metrics['seeds']!r}.")
+        raise ValueError(
+            f"check_metrics: `seeds` must be a non-empty list of ints, got {metrics['seeds']!r}."
+        )
     for c in metrics["claims"]:
         if not isinstance(c, dict) or tuple(sorted(c)) != tuple(sorted(CLAIM_KEYS)):
             raise ValueError(f"check_metrics: each claim needs the keys {CLAIM_KEYS}, got {c!r}.")
     if not all(isinstance(f, str) and f.endswith(".png") for f in metrics["figures"]):
-        raise ValueError(f"check_metrics: `figures` must be PNG file names, "
-                         f"got {metrics['figures']!r}.")
+        raise ValueError(
+            f"check_metrics: `figures` must be PNG file names, got {metrics['figures']!r}."
+        )
 
 
 def environment() -> dict:

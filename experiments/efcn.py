@@ -58,8 +58,9 @@ def config_for(size: str) -> dict:
         "lr": 0.2,
         "batch_size": common.pick(size, tiny=16, quick=32, full=32),
         "eval_every": common.pick(size, tiny=5, quick=50, full=50),
-        "t_w": common.pick(size, tiny=[0, 5, 10], quick=[0, 50, 200, 800],
-                           full=[0, 50, 200, 800, 2400]),
+        "t_w": common.pick(
+            size, tiny=[0, 5, 10], quick=[0, 50, 200, 800], full=[0, 50, 200, 800, 2400]
+        ),
         "fcn_steps": common.pick(size, tiny=10, quick=1500, full=3000),
         "fcn_eval_every": common.pick(size, tiny=5, quick=100, full=100),
         "dtype": "float32",
@@ -99,8 +100,10 @@ def pooled_off_share(fcn_params, ss):
     s1, s2 = ss[0], ss[2]
     w1, w2 = fcn_params[0]["w"], fcn_params[2]["w"]
     n1, n2 = jnp.sum(w1**2), jnp.sum(w2**2)
-    off = nn.off_structure_share(fcn_params[0], s1) * n1 + nn.off_structure_share(
-        fcn_params[2], s2) * n2
+    off = (
+        nn.off_structure_share(fcn_params[0], s1) * n1
+        + nn.off_structure_share(fcn_params[2], s2) * n2
+    )
     return off / (n1 + n2)
 
 
@@ -127,8 +130,7 @@ def make_fns(model, ss=None):
 
 def stack_runs(tree_list):
     """A list of pytrees with leading seeds axes -> one pytree, the lists concatenated."""
-    return jax.tree.map(lambda *a: np.concatenate([np.asarray(v) for v in a], axis=0),
-                        *tree_list)
+    return jax.tree.map(lambda *a: np.concatenate([np.asarray(v) for v in a], axis=0), *tree_list)
 
 
 def main(argv=None) -> dict:
@@ -164,9 +166,17 @@ def main(argv=None) -> dict:
     params, done = cnn_params, 0
     for seg, end in enumerate(bounds):
         seg_keys = jax.vmap(lambda k, s=seg: jax.random.fold_in(k, 1 + s))(keys)
-        res = train.fit_many(cnn_loss, params, sgd, train_data, seg_keys,
-                             steps=end - done, eval_every=cfg["eval_every"], eval_fn=cnn_eval,
-                             **fit_kw)
+        res = train.fit_many(
+            cnn_loss,
+            params,
+            sgd,
+            train_data,
+            seg_keys,
+            steps=end - done,
+            eval_every=cfg["eval_every"],
+            eval_fn=cnn_eval,
+            **fit_kw,
+        )
         params = res.params
         hist_steps.append(res.history["step"] + done)
         hist_err.append(res.history["eval_err"])
@@ -199,12 +209,21 @@ def main(argv=None) -> dict:
     fcn_params = stack_runs(embedded + [scratch])
     n_groups = len(t_ws) + 1
     run_keys = jnp.concatenate(
-        [jax.vmap(lambda k, g=g: jax.random.fold_in(k, 100 + g))(keys) for g in range(n_groups)])
+        [jax.vmap(lambda k, g=g: jax.random.fold_in(k, 100 + g))(keys) for g in range(n_groups)]
+    )
     fcn_loss, fcn_eval = make_fns(fcn, ss)
     init_off = np.asarray(jax.jit(jax.vmap(lambda p: pooled_off_share(p, ss)))(fcn_params))
-    res = train.fit_many(fcn_loss, fcn_params, sgd, train_data, run_keys,
-                         steps=cfg["fcn_steps"], eval_every=cfg["fcn_eval_every"],
-                         eval_fn=fcn_eval, **fit_kw)
+    res = train.fit_many(
+        fcn_loss,
+        fcn_params,
+        sgd,
+        train_data,
+        run_keys,
+        steps=cfg["fcn_steps"],
+        eval_every=cfg["fcn_eval_every"],
+        eval_fn=fcn_eval,
+        **fit_kw,
+    )
     fcn_steps = res.history["step"]
     fcn_err = res.history["eval_err"].reshape(n_groups, n_seeds, -1)
     fcn_off = res.history["eval_off_share"].reshape(n_groups, n_seeds, -1)
@@ -232,11 +251,11 @@ def main(argv=None) -> dict:
         "fcn_scratch_off_share_at_init": common.mean_std(init_off[-1]),
         "per_t_w": per_tw,
         "curves": {
-            "cnn_step": cnn_steps, "cnn_err": common.mean_std(cnn_err),
+            "cnn_step": cnn_steps,
+            "cnn_err": common.mean_std(cnn_err),
             "fcn_step": fcn_steps,
             "efcn_err": {str(t): common.mean_std(fcn_err[g]) for g, t in enumerate(t_ws)},
-            "efcn_off_share": {str(t): common.mean_std(fcn_off[g])
-                               for g, t in enumerate(t_ws)},
+            "efcn_off_share": {str(t): common.mean_std(fcn_off[g]) for g, t in enumerate(t_ws)},
             "scratch_err": common.mean_std(fcn_err[-1]),
             "scratch_off_share": common.mean_std(fcn_off[-1]),
         },
@@ -244,15 +263,22 @@ def main(argv=None) -> dict:
 
     # ---- table
     f = common.fmt_mean_std
-    rows = [[f"eFCN t_w={t}", f(per_tw[str(t)]["cnn_err_at_t_w"]),
-             f(per_tw[str(t)]["efcn_final_err"]), f(per_tw[str(t)]["efcn_final_off_share"])]
-            for t in t_ws]
+    rows = [
+        [
+            f"eFCN t_w={t}",
+            f(per_tw[str(t)]["cnn_err_at_t_w"]),
+            f(per_tw[str(t)]["efcn_final_err"]),
+            f(per_tw[str(t)]["efcn_final_off_share"]),
+        ]
+        for t in t_ws
+    ]
     rows.append([f"CNN, {budget} steps", "", f(cnn_final), "0 (conv)"])
-    rows.append([f"FCN from scratch, {cfg['fcn_steps']} steps", "", f(scratch_final),
-                 f(scratch_off)])
+    rows.append(
+        [f"FCN from scratch, {cfg['fcn_steps']} steps", "", f(scratch_final), f(scratch_off)]
+    )
     table = common.markdown_table(
-        ["model", "CNN test error at t_w", "final test error", "final off-structure share"],
-        rows)
+        ["model", "CNN test error at t_w", "final test error", "final off-structure share"], rows
+    )
 
     # ---- claims, decided by the numbers of this run
     def se(stats):
@@ -260,53 +286,59 @@ def main(argv=None) -> dict:
 
     late = [t for t in t_ws if t > 0]
     gaps = {t: cnn_final["mean"] - per_tw[str(t)]["efcn_final_err"]["mean"] for t in late}
-    margins = {t: 2 * np.hypot(se(cnn_final), se(per_tw[str(t)]["efcn_final_err"]))
-               for t in late}
+    margins = {t: 2 * np.hypot(se(cnn_final), se(per_tw[str(t)]["efcn_final_err"])) for t in late}
     better = [t for t in late if gaps[t] > margins[t]]
     claims = [
         common.claim(
             "The CNN embeds exactly into its fully connected twin (identical outputs).",
             f"largest |CNN(x) - eFCN(x)| / max|CNN(x)| over all t_w, seeds and the test "
             f"set: {max_rel_diff:.2g} (rule: below {embed_tol:g} in {cfg['dtype']}).",
-            max_rel_diff < embed_tol),
+            max_rel_diff < embed_tol,
+        ),
         common.claim(
             "d'Ascoli et al.: an eFCN relaxed from the CNN at some t_w > 0 ends with a lower "
             "test error than the CNN trained for the full budget.",
-            "CNN full budget " + f(cnn_final) + "; eFCN " + ", ".join(
-                f"t_w={t}: {f(per_tw[str(t)]['efcn_final_err'])}" for t in late)
+            "CNN full budget "
+            + f(cnn_final)
+            + "; eFCN "
+            + ", ".join(f"t_w={t}: {f(per_tw[str(t)]['efcn_final_err'])}" for t in late)
             + " (rule: holds if some t_w beats the CNN by more than 2 standard errors of the "
             f"difference; t_w that do: {better or 'none'}).",
-            bool(better)),
+            bool(better),
+        ),
         common.claim(
             "d'Ascoli et al.: the eFCN stays close to the convolutional subspace: the "
             "off-structure share of its weight norm stays small.",
-            "largest off-structure share during training, per t_w > 0: " + ", ".join(
-                f"{t}: {per_tw[str(t)]['efcn_max_off_share']['mean']:.3g}" for t in late)
+            "largest off-structure share during training, per t_w > 0: "
+            + ", ".join(f"{t}: {per_tw[str(t)]['efcn_max_off_share']['mean']:.3g}" for t in late)
             + f"; FCN from scratch ends at {f(scratch_off)} (rule: holds if every t_w > 0 "
             "stays below 0.1 on average over seeds).",
-            all(per_tw[str(t)]["efcn_max_off_share"]["mean"] < 0.1 for t in late)),
+            all(per_tw[str(t)]["efcn_max_off_share"]["mean"] < 0.1 for t in late),
+        ),
         common.claim(
             "d'Ascoli et al.: an FCN trained from scratch does worse than the CNN.",
             f"FCN from scratch {f(scratch_final)} vs CNN {f(cnn_final)} (rule: holds if the "
             "FCN's mean error is above the CNN's by more than 2 standard errors of the "
             "difference).",
-            bool(scratch_final["mean"] - cnn_final["mean"]
-                 > 2 * np.hypot(se(scratch_final), se(cnn_final)))),
+            bool(
+                scratch_final["mean"] - cnn_final["mean"]
+                > 2 * np.hypot(se(scratch_final), se(cnn_final))
+            ),
+        ),
         common.claim(
             "d'Ascoli et al.: an FCN trained from scratch does worse than every eFCN "
             "relaxed at t_w > 0.",
             f"FCN from scratch {f(scratch_final)} vs eFCN "
             + ", ".join(f"t_w={t}: {f(per_tw[str(t)]['efcn_final_err'])}" for t in late)
             + " (rule: holds if the FCN's mean error is above every eFCN's mean).",
-            all(scratch_final["mean"] > per_tw[str(t)]["efcn_final_err"]["mean"]
-                for t in late)),
+            all(scratch_final["mean"] > per_tw[str(t)]["efcn_final_err"]["mean"] for t in late),
+        ),
     ]
 
     # ---- figures
     plot_curves(run, cfg, t_ws, numbers)
     plot_summary(run, t_ws, numbers)
-    return run.finish(config={**cfg, "budget": budget}, numbers=numbers, table=table,
-                      claims=claims)
+    return run.finish(config={**cfg, "budget": budget}, numbers=numbers, table=table, claims=claims)
 
 
 def plot_curves(run, cfg, t_ws, numbers):
@@ -326,15 +358,24 @@ def plot_curves(run, cfg, t_ws, numbers):
         m, s = np.asarray(c[key]["mean"]), np.asarray(c[key]["std"])
         ax.plot(c["fcn_step"], m, color="tab:red", ls="--", label="FCN from scratch")
         ax.fill_between(c["fcn_step"], m - s, m + s, color="tab:red", alpha=0.15)
-    ax_err.set(xlabel="SGD step (eFCN: t_w + steps after embedding)", ylabel="test error",
-               title="test error (mean ± std over seeds)")
-    ax_off.set(xlabel="SGD step (eFCN: t_w + steps after embedding)",
-               ylabel="off-structure share of ||W||²", yscale="log",
-               title="distance from the conv subspace")
+    ax_err.set(
+        xlabel="SGD step (eFCN: t_w + steps after embedding)",
+        ylabel="test error",
+        title="test error (mean ± std over seeds)",
+    )
+    ax_off.set(
+        xlabel="SGD step (eFCN: t_w + steps after embedding)",
+        ylabel="off-structure share of ||W||²",
+        yscale="log",
+        title="distance from the conv subspace",
+    )
     ax_err.legend(fontsize=8)
     ax_off.legend(fontsize=8)
-    fig.suptitle(f"eFCN protocol, local motif k={cfg['task']['k']} at a random position, "
-                 f"d={cfg['task']['d']}, n_train={cfg['n_train']}", y=1.03)
+    fig.suptitle(
+        f"eFCN protocol, local motif k={cfg['task']['k']} at a random position, "
+        f"d={cfg['task']['d']}, n_train={cfg['n_train']}",
+        y=1.03,
+    )
     run.save_figure(fig, "curves.png")
 
 
@@ -346,14 +387,19 @@ def plot_summary(run, t_ws, numbers):
     ax.errorbar(x, m, yerr=s, fmt="o-", capsize=3, label="eFCN (final)")
     m0 = [numbers["per_t_w"][str(t)]["cnn_err_at_t_w"]["mean"] for t in t_ws]
     ax.plot(x, m0, "s:", color="gray", label="CNN at t_w (before the embedding)")
-    for key, col, lab in (("cnn_full_budget_err", "k", "CNN, full budget"),
-                          ("fcn_scratch_err", "tab:red", "FCN from scratch")):
+    for key, col, lab in (
+        ("cnn_full_budget_err", "k", "CNN, full budget"),
+        ("fcn_scratch_err", "tab:red", "FCN from scratch"),
+    ):
         mu, sd = numbers[key]["mean"], numbers[key]["std"]
         ax.axhline(mu, color=col, ls="--", label=lab)
         ax.axhspan(mu - sd, mu + sd, color=col, alpha=0.1)
     ax.set_xticks(x, [str(t) for t in t_ws])
-    ax.set(xlabel="relax time t_w (CNN steps before the embedding)", ylabel="test error",
-           title="final test error vs relax time (mean ± std)")
+    ax.set(
+        xlabel="relax time t_w (CNN steps before the embedding)",
+        ylabel="test error",
+        title="final test error vs relax time (mean ± std)",
+    )
     ax.legend(fontsize=8)
     run.save_figure(fig, "final_error_vs_tw.png")
 

@@ -70,8 +70,9 @@ def model_for(cfg: dict) -> nn.Layer:
     vs = jax.nn.initializers.variance_scaling
     return nn.serial(
         nn.Flatten(),
-        nn.Dense(cfg["hidden"], w_init=vs(cfg["init_scale"] ** 2, "fan_in", "normal"),
-                 dtype=cfg["dtype"]),
+        nn.Dense(
+            cfg["hidden"], w_init=vs(cfg["init_scale"] ** 2, "fan_in", "normal"), dtype=cfg["dtype"]
+        ),
         nn.Erf,
         nn.Dense(1, w_init=vs(1.0, "fan_in", "normal"), dtype=cfg["dtype"]),
     )
@@ -123,21 +124,36 @@ def main(argv=None) -> dict:
         k_train, k_test = jax.random.split(jax.random.fold_in(jax.random.key(1000), j))
         pool = gens[name](k_train, n_pool, **field)
         test = gens[name](k_test, cfg["n_test"], **field)
-        pool_data = {"x": pool.x.reshape(cfg["n_batches"], cfg["batch_size"], d, 1),
-                     "y": pool.y.reshape(cfg["n_batches"], cfg["batch_size"])}
+        pool_data = {
+            "x": pool.x.reshape(cfg["n_batches"], cfg["batch_size"], d, 1),
+            "y": pool.y.reshape(cfg["n_batches"], cfg["batch_size"]),
+        }
         run_keys = jax.vmap(lambda k, j=j: jax.random.fold_in(k, 1 + j))(keys)
-        res = train.fit_many(loss_fn, params0, sgd, pool_data, run_keys, steps=cfg["steps"],
-                             batch_size=1, eval_every=cfg["eval_every"], eval_fn=eval_fn,
-                             eval_data={"x": test.x, "y": test.y}, progress=False)
+        res = train.fit_many(
+            loss_fn,
+            params0,
+            sgd,
+            pool_data,
+            run_keys,
+            steps=cfg["steps"],
+            batch_size=1,
+            eval_every=cfg["eval_every"],
+            eval_fn=eval_fn,
+            eval_data={"x": test.x, "y": test.y},
+            progress=False,
+        )
         hist[name] = res.history
         final_w[name] = np.asarray(res.params[1]["w"])  # (seeds, K, D)
 
     # ---- numbers
     steps = np.concatenate([[0], hist["nlgp"]["step"]])
     ref_ipr = measures.gaussian_ipr(d)
-    numbers = {"gaussian_ipr_reference": ref_ipr, "uniform_window_share": window / d,
-               "init": {k: common.mean_std(v) for k, v in at_init.items()},
-               "step": steps}
+    numbers = {
+        "gaussian_ipr_reference": ref_ipr,
+        "uniform_window_share": window / d,
+        "init": {k: common.mean_std(v) for k, v in at_init.items()},
+        "step": steps,
+    }
     for name in DATASETS:
         h = hist[name]
         unit_ipr = np.asarray(measures.inverse_participation_ratio(final_w[name]))
@@ -148,11 +164,14 @@ def main(argv=None) -> dict:
             "final_window_share": common.mean_std(h["eval_window_share"][:, -1]),
             "final_unit_ipr_seed0": unit_ipr[0],
             "share_of_units_above_2x_gaussian_ipr": common.mean_std(
-                (unit_ipr > 2 * ref_ipr).mean(axis=1)),
+                (unit_ipr > 2 * ref_ipr).mean(axis=1)
+            ),
             "curve_ipr_per_seed": np.concatenate(
-                [np.asarray(at_init["ipr"])[:, None], h["eval_ipr"]], 1),
+                [np.asarray(at_init["ipr"])[:, None], h["eval_ipr"]], 1
+            ),
             "curve_window_share_per_seed": np.concatenate(
-                [np.asarray(at_init["window_share"])[:, None], h["eval_window_share"]], 1),
+                [np.asarray(at_init["window_share"])[:, None], h["eval_window_share"]], 1
+            ),
             "curve_test_acc": common.mean_std(h["eval_acc"]),
         }
         for key in ("ipr", "window_share"):
@@ -160,24 +179,30 @@ def main(argv=None) -> dict:
 
     # ---- table
     f = common.fmt_mean_std
-    rows = [["initialisation (both)", "", f(numbers["init"]["ipr"]),
-             f(numbers["init"]["window_share"])]]
+    rows = [
+        ["initialisation (both)", "", f(numbers["init"]["ipr"]), f(numbers["init"]["window_share"])]
+    ]
     for name, label in (("nlgp", f"NLGP, g={cfg['gain']:g}"), ("clone", "Gaussian clone")):
         n = numbers[name]
-        rows.append([label, f(n["final_test_acc"]), f(n["final_ipr"]),
-                     f(n["final_window_share"])])
-    rows.append(["random Gaussian reference", "", f"{ref_ipr:.3g}",
-                 f"{window / d:.3g} (flat)"])
+        rows.append([label, f(n["final_test_acc"]), f(n["final_ipr"]), f(n["final_window_share"])])
+    rows.append(["random Gaussian reference", "", f"{ref_ipr:.3g}", f"{window / d:.3g} (flat)"])
     table = common.markdown_table(
-        ["first-layer weights after training on", "test accuracy", "IPR (mean over units)",
-         f"share of norm² in best {window}-site window"], rows)
+        [
+            "first-layer weights after training on",
+            "test accuracy",
+            "IPR (mean over units)",
+            f"share of norm² in best {window}-site window",
+        ],
+        rows,
+    )
 
     # ---- claims, decided by the numbers of this run
     nl, cl = numbers["nlgp"]["final_ipr"], numbers["clone"]["final_ipr"]
     factor = 1.5
     for name in DATASETS:
         numbers[name]["seeds_localised"] = int(
-            np.sum(hist[name]["eval_ipr"][:, -1] > factor * ref_ipr))
+            np.sum(hist[name]["eval_ipr"][:, -1] > factor * ref_ipr)
+        )
     n_seeds = len(run.seeds)
     gap = nl["mean"] - cl["mean"]
     se_gap = np.hypot(nl["std"] / np.sqrt(nl["n"]), cl["std"] / np.sqrt(cl["n"]))
@@ -191,7 +216,8 @@ def main(argv=None) -> dict:
             f"{factor} x the reference: {numbers['nlgp']['seeds_localised']} of {n_seeds} "
             f"(rule: holds if the mean IPR over seeds ends above {factor} x the Gaussian "
             f"reference).",
-            nl["mean"] > factor * ref_ipr),
+            nl["mean"] > factor * ref_ipr,
+        ),
         common.claim(
             "Ingrosso & Goldt: trained on the Gaussian clone (same covariance) it does not "
             "localise.",
@@ -200,13 +226,15 @@ def main(argv=None) -> dict:
             f"reference: {numbers['clone']['seeds_localised']} of {n_seeds} (rule: holds if "
             f"the mean IPR over seeds stays below {factor} x the Gaussian reference "
             f"{ref_ipr:.3g}).",
-            cl["mean"] < factor * ref_ipr),
+            cl["mean"] < factor * ref_ipr,
+        ),
         common.claim(
             "Ingrosso & Goldt: localisation is driven by the higher-order (non-Gaussian) "
             "statistics: the NLGP-trained net is more localised than the clone-trained one.",
             f"IPR difference NLGP - clone {gap:.3g} (rule: holds if above 2 standard errors "
             f"of the difference, {2 * se_gap:.2g}).",
-            gap > 2 * se_gap),
+            gap > 2 * se_gap,
+        ),
     ]
 
     plot_weights(run, cfg, final_w)
@@ -218,14 +246,14 @@ def plot_weights(run, cfg, final_w):
     """Heatmap of the first-layer weights of seed 0, one row per hidden unit,
     rows sorted by the position of their best window, each row scaled to max |w| = 1."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
-    for ax, name, title in zip(axes, DATASETS, (f"NLGP (g={cfg['gain']:g})",
-                                                "Gaussian clone"), strict=True):
+    for ax, name, title in zip(
+        axes, DATASETS, (f"NLGP (g={cfg['gain']:g})", "Gaussian clone"), strict=True
+    ):
         w = final_w[name][0]
         start = np.asarray(measures.best_window(w, cfg["window"])[1])
         w = w[np.argsort(start, kind="stable")]
         w = w / np.max(np.abs(w), axis=1, keepdims=True)
-        im = ax.imshow(w, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
-                       interpolation="nearest")
+        im = ax.imshow(w, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
         ax.set(title=f"trained on {title}, seed 0", xlabel="input site i")
     axes[0].set_ylabel("hidden unit (sorted by best window)")
     fig.colorbar(im, ax=axes, label="w / max|w| per unit")
@@ -235,29 +263,42 @@ def plot_weights(run, cfg, final_w):
 def plot_curves(run, cfg, numbers):
     steps = np.asarray(numbers["step"])
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    panels = (("curve_ipr", "IPR (mean over hidden units)"),
-              ("curve_window_share", f"share of norm² in best {cfg['window']}-site window"),
-              ("curve_test_acc", "test accuracy"))
+    panels = (
+        ("curve_ipr", "IPR (mean over hidden units)"),
+        ("curve_window_share", f"share of norm² in best {cfg['window']}-site window"),
+        ("curve_test_acc", "test accuracy"),
+    )
     for ax, (key, label) in zip(axes, panels, strict=True):
-        for name, col, lab in (("nlgp", "tab:blue", f"NLGP g={cfg['gain']:g}"),
-                               ("clone", "tab:orange", "Gaussian clone")):
+        for name, col, lab in (
+            ("nlgp", "tab:blue", f"NLGP g={cfg['gain']:g}"),
+            ("clone", "tab:orange", "Gaussian clone"),
+        ):
             m = np.asarray(numbers[name][key]["mean"])
             s = np.asarray(numbers[name][key]["std"])
             x = steps if len(m) == len(steps) else steps[1:]
             ax.plot(x, m, color=col, label=lab + " (mean ± std)")
             ax.fill_between(x, m - s, m + s, color=col, alpha=0.2)
             for r, curve in enumerate(numbers[name].get(f"{key}_per_seed", [])):
-                ax.plot(x, np.asarray(curve), color=col, lw=0.7, ls=":",
-                        label=f"{lab}, each seed" if r == 0 else None)
+                ax.plot(
+                    x,
+                    np.asarray(curve),
+                    color=col,
+                    lw=0.7,
+                    ls=":",
+                    label=f"{lab}, each seed" if r == 0 else None,
+                )
         ax.set(xlabel="SGD step", ylabel=label)
-    axes[0].axhline(numbers["gaussian_ipr_reference"], color="gray", ls="--",
-                    label="random Gaussian 3/(D+2)")
-    axes[1].axhline(numbers["uniform_window_share"], color="gray", ls=":",
-                    label="flat weights")
+    axes[0].axhline(
+        numbers["gaussian_ipr_reference"], color="gray", ls="--", label="random Gaussian 3/(D+2)"
+    )
+    axes[1].axhline(numbers["uniform_window_share"], color="gray", ls=":", label="flat weights")
     for ax in axes:
         ax.legend(fontsize=8)
-    fig.suptitle(f"FCN D={cfg['d']} -> K={cfg['hidden']} erf -> 1, xi={cfg['xi']}, "
-                 f"mean ± std over {len(run.seeds)} seeds", y=1.03)
+    fig.suptitle(
+        f"FCN D={cfg['d']} -> K={cfg['hidden']} erf -> 1, xi={cfg['xi']}, "
+        f"mean ± std over {len(run.seeds)} seeds",
+        y=1.03,
+    )
     run.save_figure(fig, "ipr_vs_step.png")
 
 

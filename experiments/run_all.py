@@ -46,7 +46,8 @@ def available(names=None) -> list[str]:
 def _parse(argv):
     parser = common.make_parser(__doc__)
     parser.add_argument(
-        "--only", default=None,
+        "--only",
+        default=None,
         help="comma-separated experiment names to run (default: every registered one)",
     )
     args = parser.parse_args(argv)
@@ -96,10 +97,17 @@ def write_report(out: Path, records: list[dict], *, command: str, total_s: float
         "",
         common.markdown_table(
             ["experiment", "status", "wall time (s)", "metrics"],
-            [[r["name"], r["status"] if r["status"] != "skipped" else "skipped (not written yet)",
-              f"{r['wall_time_s']:.1f}",
-              f"[{r['name']}/metrics.json]({r['name']}/metrics.json)" if r["metrics"] else "-"]
-             for r in records],
+            [
+                [
+                    r["name"],
+                    r["status"] if r["status"] != "skipped" else "skipped (not written yet)",
+                    f"{r['wall_time_s']:.1f}",
+                    f"[{r['name']}/metrics.json]({r['name']}/metrics.json)"
+                    if r["metrics"]
+                    else "-",
+                ]
+                for r in records
+            ],
         ),
         "",
     ]
@@ -109,18 +117,26 @@ def write_report(out: Path, records: list[dict], *, command: str, total_s: float
         if m is None:
             lines += [f"*{r['status']}*: {r['error']}", ""]
             continue
-        lines += [m["description"], "",
-                  f"Seeds: {m['seeds']}; wall time {m['wall_time_s']:.1f} s.", "",
-                  m["table"], ""]
+        lines += [
+            m["description"],
+            "",
+            f"Seeds: {m['seeds']}; wall time {m['wall_time_s']:.1f} s.",
+            "",
+            m["table"],
+            "",
+        ]
         for fig in m["figures"]:
             lines += [f"![{r['name']}: {fig}]({r['name']}/{fig})", ""]
     claims = [(r["name"], c) for r in records if r["metrics"] for c in r["metrics"]["claims"]]
     lines += ["## Claims vs what we measured", ""]
     if claims:
-        lines += [common.markdown_table(
-            ["experiment", "claim", "measured", "holds here?"],
-            [[name, c["claim"], c["measured"], HOLDS[c["holds"]]] for name, c in claims],
-        ), ""]
+        lines += [
+            common.markdown_table(
+                ["experiment", "claim", "measured", "holds here?"],
+                [[name, c["claim"], c["measured"], HOLDS[c["holds"]]] for name, c in claims],
+            ),
+            "",
+        ]
     else:
         lines += ["No experiment returned claims.", ""]
     not_run = [r["name"] for r in records if r["status"] != "ok"]
@@ -148,14 +164,22 @@ def main(argv=None) -> dict:
         records.append(record)
     total = time.perf_counter() - start
     command = "python experiments/run_all.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
+        argv if argv is not None else sys.argv[1:]
+    )
     report = write_report(out, records, command=command.strip(), total_s=total)
-    print("\n" + common.markdown_table(
-        ["experiment", "status", "wall time (s)"],
-        [[r["name"], r["status"], f"{r['wall_time_s']:.1f}"] for r in records]))
+    print(
+        "\n"
+        + common.markdown_table(
+            ["experiment", "status", "wall time (s)"],
+            [[r["name"], r["status"], f"{r['wall_time_s']:.1f}"] for r in records],
+        )
+    )
     print(f"\ntotal {total:.1f} s; wrote {report}")
-    return {"records": records, "report": str(report),
-            "failed": [r["name"] for r in records if r["status"] == "failed"]}
+    return {
+        "records": records,
+        "report": str(report),
+        "failed": [r["name"] for r in records if r["status"] == "failed"],
+    }
 
 
 if __name__ == "__main__":

@@ -67,12 +67,17 @@ from convjax import data, nn, train  # noqa: E402
 NAME = "sample_efficiency"
 F32 = jnp.float32
 ARCHS = ("conv", "local", "fc")
-LABELS = {"conv": "conv (local + shared)", "local": "locally connected (local)",
-          "fc": "fully connected (dense twin)"}
+LABELS = {
+    "conv": "conv (local + shared)",
+    "local": "locally connected (local)",
+    "fc": "fully connected (dense twin)",
+}
 COLOURS = {"conv": "#4c72b0", "local": "#55a868", "fc": "#c44e52"}
 TASKS = {"a": "fixed", "b": "random"}
-TASK_TITLES = {"a": "(a) pattern at a fixed, unknown position",
-               "b": "(b) pattern at a random position per example"}
+TASK_TITLES = {
+    "a": "(a) pattern at a fixed, unknown position",
+    "b": "(b) pattern at a random position per example",
+}
 GAIN_NEEDED = 2.0  # a "gain" counts when the sample size needed shrinks by at least this factor
 
 
@@ -84,8 +89,12 @@ def settings(size: str) -> dict:
         "rule": "parity",
         "noise": 0.25,
         "channels": common.pick(size, tiny=4, quick=8, full=16),
-        "sizes": common.pick(size, tiny=[8, 32], quick=[16, 64, 256, 1024],
-                             full=[8, 16, 32, 64, 128, 256, 512, 1024, 2048]),
+        "sizes": common.pick(
+            size,
+            tiny=[8, 32],
+            quick=[16, 64, 256, 1024],
+            full=[8, 16, 32, 64, 128, 256, 512, 1024, 2048],
+        ),
         "n_test": common.pick(size, tiny=200, quick=2000, full=4000),
         "steps": common.pick(size, tiny=20, quick=400, full=1500),
         "batch": common.pick(size, tiny=8, quick=64, full=64),
@@ -113,15 +122,24 @@ def first_layer(arch: str, channels: int, k: int):
 
 def model(arch: str, channels: int, k: int):
     """``first_layer -> relu -> global max pool -> Dense(1)``: ``(..., d, 1) -> (..., 1)``."""
-    return nn.serial(first_layer(arch, channels, k), nn.Relu, nn.GlobalMaxPool(),
-                     nn.Dense(1, dtype=F32))
+    return nn.serial(
+        first_layer(arch, channels, k), nn.Relu, nn.GlobalMaxPool(), nn.Dense(1, dtype=F32)
+    )
 
 
 def task_data(key, n: int, cfg: dict, position: str) -> data.Dataset:
     """``n`` examples of the local-parity task with the window at ``position`` (one
     compiled program per setting instead of one per primitive)."""
-    gen = functools.partial(data.local_pattern, n=n, d=cfg["d"], k=cfg["k"],
-                            position=position, rule=cfg["rule"], noise=cfg["noise"], dtype=F32)
+    gen = functools.partial(
+        data.local_pattern,
+        n=n,
+        d=cfg["d"],
+        k=cfg["k"],
+        position=position,
+        rule=cfg["rule"],
+        noise=cfg["noise"],
+        dtype=F32,
+    )
     return jax.jit(gen)(key)
 
 
@@ -147,9 +165,11 @@ def losses_for(net):
         wrong = 1.0 - train.binary_accuracy(logits, sets["y"], reduction="none")
         loss = train.logistic_loss(logits, sets["y"], reduction="none")
         test = sets["is_test"].astype(wrong.dtype)
-        return {"test_error": jnp.sum(wrong * test) / jnp.sum(test),
-                "test_loss": jnp.sum(loss * test) / jnp.sum(test),
-                "train_error": jnp.sum(wrong * (1 - test)) / jnp.sum(1 - test)}
+        return {
+            "test_error": jnp.sum(wrong * test) / jnp.sum(test),
+            "test_loss": jnp.sum(loss * test) / jnp.sum(test),
+            "train_error": jnp.sum(wrong * (1 - test)) / jnp.sum(1 - test),
+        }
 
     return loss_fn, eval_fn
 
@@ -157,9 +177,11 @@ def losses_for(net):
 def eval_sets(test: data.Dataset, train_set: data.Dataset) -> dict:
     """Test and training examples stacked into one eval set (fit_many's ``eval_data``
     leaves share one leading axis), ``is_test`` marking the test rows."""
-    return {"x": jnp.concatenate([test.x, train_set.x]),
-            "y": jnp.concatenate([test.y, train_set.y]),
-            "is_test": jnp.arange(len(test.y) + len(train_set.y)) < len(test.y)}
+    return {
+        "x": jnp.concatenate([test.x, train_set.x]),
+        "y": jnp.concatenate([test.y, train_set.y]),
+        "is_test": jnp.arange(len(test.y) + len(train_set.y)) < len(test.y),
+    }
 
 
 def init_many(net, keys, input_shape):
@@ -170,8 +192,10 @@ def init_many(net, keys, input_shape):
 def run_keys(seeds):
     """Per-seed ``(init_keys, train_keys)``, each a key array of shape ``(n_seeds,)``."""
     keys = common.seed_keys(seeds)
-    return (jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
-            jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys))
+    return (
+        jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys),
+        jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
+    )
 
 
 # ---- the summary number ------------------------------------------------------------
@@ -238,20 +262,30 @@ def run_grid(cfg: dict, seeds, *, log=print) -> dict:
                 t0 = time.perf_counter()
                 train_set = repeat_to(pool, n, n_max)
                 res = train.fit_many(
-                    loss_fn, params0, optimizer, train_set, train_keys,
-                    steps=cfg["steps"], batch_size=cfg["batch"], eval_every=cfg["steps"],
-                    eval_fn=eval_fn, eval_data=eval_sets(test, train_set),
+                    loss_fn,
+                    params0,
+                    optimizer,
+                    train_set,
+                    train_keys,
+                    steps=cfg["steps"],
+                    batch_size=cfg["batch"],
+                    eval_every=cfg["steps"],
+                    eval_fn=eval_fn,
+                    eval_data=eval_sets(test, train_set),
                     progress=False,
                 )
                 # the error on the repeated training set is the error on its n examples
                 errs.append(res.history["eval_test_error"][:, -1])
                 losses.append(res.history["eval_test_loss"][:, -1])
                 train_errs.append(res.history["eval_train_error"][:, -1])
-                log(f"  task ({task}) {arch:>5} n={n:>5}: test error "
+                log(
+                    f"  task ({task}) {arch:>5} n={n:>5}: test error "
                     f"{np.mean(errs[-1]):.3f} +- {np.std(errs[-1]):.3f} "
-                    f"({time.perf_counter() - t0:.1f} s)")
+                    f"({time.perf_counter() - t0:.1f} s)"
+                )
             results[task][arch] = {
-                "test_error": np.stack(errs), "test_loss": np.stack(losses),
+                "test_error": np.stack(errs),
+                "test_loss": np.stack(losses),
                 "train_error": np.stack([np.asarray(e) for e in train_errs]),
                 "n_params": nn.param_count(jax.tree.map(lambda p: p[0], params0)),
             }
@@ -277,9 +311,11 @@ def summarise(cfg: dict, results: dict) -> dict:
                 "train_error": common.mean_std(r["train_error"], axis=1),
                 "n_to_reach_eps": n_eps[arch],
             }
-        for name, slow, fast in (("locality_fc_over_local", "fc", "local"),
-                                 ("sharing_local_over_conv", "local", "conv"),
-                                 ("both_fc_over_conv", "fc", "conv")):
+        for name, slow, fast in (
+            ("locality_fc_over_local", "fc", "local"),
+            ("sharing_local_over_conv", "local", "conv"),
+            ("both_fc_over_conv", "fc", "conv"),
+        ):
             value, lower = gain(n_eps[slow], n_eps[fast], n_min, n_max)
             out[task]["gains"][name] = {"value": value, "lower_bound": lower}
     return out
@@ -287,6 +323,7 @@ def summarise(cfg: dict, results: dict) -> dict:
 
 def claims_from(summary: dict, size: str) -> list[dict]:
     """The paper's claims, decided by the numbers of this run (None at the tiny size)."""
+
     def g(task, name):
         e = summary[task]["gains"][name]
         return e["value"], e["lower_bound"]
@@ -344,14 +381,18 @@ def figure(run, cfg: dict, results: dict) -> None:
     axes[0].set_ylabel("test error (mean over seeds, band: min-max)")
     axes[0].set_ylim(-0.02, 0.55)
     axes[0].legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"Local parity of k={cfg['k']} of d={cfg['d']} inputs; C={cfg['channels']} "
-                 f"channels, {cfg['steps']} Adam steps, {len(run.seeds)} seeds", fontsize=10)
+    fig.suptitle(
+        f"Local parity of k={cfg['k']} of d={cfg['d']} inputs; C={cfg['channels']} "
+        f"channels, {cfg['steps']} Adam steps, {len(run.seeds)} seeds",
+        fontsize=10,
+    )
     run.save_figure(fig, "test_error_vs_n.png")
 
 
 def table_from(cfg: dict, summary: dict) -> str:
-    headers = ["task", "model", "params"] + [f"n={n}" for n in cfg["sizes"]] + \
-              [f"n(eps={cfg['eps']:g})"]
+    headers = (
+        ["task", "model", "params"] + [f"n={n}" for n in cfg["sizes"]] + [f"n(eps={cfg['eps']:g})"]
+    )
     rows = []
     for task, s in summary.items():
         for arch, m in s["models"].items():
@@ -377,8 +418,12 @@ def main(argv=None) -> dict:
     figure(run, cfg, results)
     claims = claims_from(summary, run.size)
     numbers = {"tasks": summary}
-    return run.finish(config={**cfg, "tasks": TASKS, "archs": list(ARCHS)}, numbers=numbers,
-                      table=table_from(cfg, summary), claims=claims)
+    return run.finish(
+        config={**cfg, "tasks": TASKS, "archs": list(ARCHS)},
+        numbers=numbers,
+        table=table_from(cfg, summary),
+        claims=claims,
+    )
 
 
 if __name__ == "__main__":

@@ -77,10 +77,9 @@ def sequences() -> dict:
     # conv1d, the layer op: cross-correlation by default, convolution with flip=True
     out["conv1d_valid_flip_false"] = _ints(conv1d(_col(X), _filt(W))[:, 0])
     out["conv1d_valid_flip_true"] = _ints(conv1d(_col(X), _filt(W), flip=True)[:, 0])
-    out["correlate_equals_convolve_reversed"] = (
-        _ints(convjax.correlate(x, w, "full", precision=HP))
-        == _ints(convjax.convolve(x, w[::-1], "full", precision=HP))
-    )
+    out["correlate_equals_convolve_reversed"] = _ints(
+        convjax.correlate(x, w, "full", precision=HP)
+    ) == _ints(convjax.convolve(x, w[::-1], "full", precision=HP))
     return out
 
 
@@ -136,8 +135,9 @@ def dense_matrices() -> dict:
             "T_at_x": _ints(via_matrix),
             "conv1d": _ints(direct),
             "max_abs_diff": float(jnp.max(jnp.abs(via_matrix - direct))),
-            "structural_zeros": int(np.sum(~convjax.conv_structure((3, 1, 1), len(X), **opts)
-                                           .mask())),
+            "structural_zeros": int(
+                np.sum(~convjax.conv_structure((3, 1, 1), len(X), **opts).mask())
+            ),
         }
     t2 = convjax.conv_matrix(_filt(W, W_SECOND), len(X), padding="full", flip=True)
     out["full_convolution_two_channels"] = {
@@ -171,13 +171,17 @@ def backward_pass() -> dict:
     rows = []
     for k, wk in enumerate(W):
         copies = t_np == wk  # the weights are distinct, so a value locates its copies
-        rows.append({
-            "tap": k, "weight": wk, "copies": int(copies.sum()),
-            "grad_autodiff": float(g_w[k]),
-            "grad_autodiff_dense_algorithm": float(g_w_dense[k]),
-            "sum_dense_grad_over_copies": float(g_np[copies].sum()),
-            "adjoint": float(adj[k]),
-        })
+        rows.append(
+            {
+                "tap": k,
+                "weight": wk,
+                "copies": int(copies.sum()),
+                "grad_autodiff": float(g_w[k]),
+                "grad_autodiff_dense_algorithm": float(g_w_dense[k]),
+                "sum_dense_grad_over_copies": float(g_np[copies].sum()),
+                "adjoint": float(adj[k]),
+            }
+        )
     zeros = ~s.mask()
     scale = max(abs(r["sum_dense_grad_over_copies"]) for r in rows)
     return {
@@ -185,11 +189,12 @@ def backward_pass() -> dict:
         "residual": _ints(conv1d(x, w, **opts)[:, 0] - target[:, 0]),
         "dense_grad": _ints(g_t),
         "per_weight": rows,
-        "max_abs_diff": max(abs(r["grad_autodiff"] - r["sum_dense_grad_over_copies"])
-                            for r in rows),
+        "max_abs_diff": max(
+            abs(r["grad_autodiff"] - r["sum_dense_grad_over_copies"]) for r in rows
+        ),
         "max_abs_diff_dense_algorithm": max(
-            abs(r["grad_autodiff_dense_algorithm"] - r["sum_dense_grad_over_copies"])
-            for r in rows),
+            abs(r["grad_autodiff_dense_algorithm"] - r["sum_dense_grad_over_copies"]) for r in rows
+        ),
         "tolerance": GRAD_RTOL * scale,
         "dense_grad_abs_sum_at_structural_zeros": float(np.abs(g_np[zeros]).sum()),
     }
@@ -202,8 +207,15 @@ def _draw_matrix(ax, t: np.ndarray, taps: np.ndarray, title: str, row_labels=Non
     cmap = ListedColormap(TAP_COLOURS).with_extremes(bad="white")
     ax.imshow(img, cmap=cmap, vmin=-0.5, vmax=2.5, aspect="equal")
     for (r, c), v in np.ndenumerate(t):
-        ax.text(c, r, f"{v:g}", ha="center", va="center",
-                color="white" if taps[r, c] >= 0 else "0.6", fontsize=10)
+        ax.text(
+            c,
+            r,
+            f"{v:g}",
+            ha="center",
+            va="center",
+            color="white" if taps[r, c] >= 0 else "0.6",
+            fontsize=10,
+        )
     ax.set_xticks(range(t.shape[1]), [f"x[{i}]" for i in range(t.shape[1])])
     ax.set_yticks(range(t.shape[0]), row_labels or [f"y[{o}]" for o in range(t.shape[0])])
     ax.set_xticks(np.arange(-0.5, t.shape[1]), minor=True)
@@ -227,23 +239,35 @@ def figure_matrices(run: common.Run, dense: dict) -> None:
     panels = [
         ("full_convolution", dict(padding="full", flip=True), "full convolution, 6x4"),
         ("valid_convolution", dict(padding="valid", flip=True), "valid convolution, 2x4"),
-        ("valid_cross_correlation", dict(padding="valid", flip=False),
-         "valid cross-correlation, 2x4"),
+        (
+            "valid_cross_correlation",
+            dict(padding="valid", flip=False),
+            "valid cross-correlation, 2x4",
+        ),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(14, 5.2),
-                             gridspec_kw={"width_ratios": [1, 1, 1, 1]})
+    fig, axes = plt.subplots(1, 4, figsize=(14, 5.2), gridspec_kw={"width_ratios": [1, 1, 1, 1]})
     for ax, (key, opts, title) in zip(axes[:3], panels, strict=True):
         t = np.asarray(dense[key]["T"], dtype=float)
         _draw_matrix(ax, t, _tap_map((3, 1, 1), opts, len(X)), f"T(w): {title}")
     t2 = np.asarray(dense["full_convolution_two_channels"]["T"], dtype=float)
     labels = [f"y[{r // 2}] c{r % 2}" for r in range(t2.shape[0])]
-    _draw_matrix(axes[3], t2, _tap_map((3, 1, 2), dict(padding="full", flip=True), len(X)),
-                 "two output channels, 12x4 (w=[5,6,7], [1,0,-1]);\n"
-                 "an orange 0 is a weight equal to 0,\nnot a structural zero", labels)
+    _draw_matrix(
+        axes[3],
+        t2,
+        _tap_map((3, 1, 2), dict(padding="full", flip=True), len(X)),
+        "two output channels, 12x4 (w=[5,6,7], [1,0,-1]);\n"
+        "an orange 0 is a weight equal to 0,\nnot a structural zero",
+        labels,
+    )
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in TAP_COLOURS]
     handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="0.6"))
-    fig.legend(handles, ["tap 0 (w[0])", "tap 1 (w[1])", "tap 2 (w[2])", "structural zero"],
-               loc="lower center", ncol=4, frameon=False)
+    fig.legend(
+        handles,
+        ["tap 0 (w[0])", "tap 1 (w[1])", "tap 2 (w[2])", "structural zero"],
+        loc="lower center",
+        ncol=4,
+        frameon=False,
+    )
     fig.suptitle("x = [1, 2, 3, 4], w = [5, 6, 7]: tied diagonals, structural zeros")
     run.save_figure(fig, "T_heatmap.png")
 
@@ -252,8 +276,13 @@ def figure_backward(run: common.Run, back: dict) -> None:
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4.4))
     g = np.asarray(back["dense_grad"], dtype=float)
     taps = _tap_map((3, 1, 1), dict(padding="full", flip=True), len(X))
-    _draw_matrix(ax0, g, taps, "dense gradient dL/dT (coloured: copies of each weight;\n"
-                 "white: structural zeros, their gradient is discarded)")
+    _draw_matrix(
+        ax0,
+        g,
+        taps,
+        "dense gradient dL/dT (coloured: copies of each weight;\n"
+        "white: structural zeros, their gradient is discarded)",
+    )
     k = np.arange(len(W))
     auto = [r["grad_autodiff"] for r in back["per_weight"]]
     summed = [r["sum_dense_grad_over_copies"] for r in back["per_weight"]]
@@ -281,8 +310,10 @@ def main(argv=None) -> dict:
         if isinstance(val, dict):
             print(f"{key:>18}: {val['convjax']}  (numpy: {val['numpy']})")
     print("\n".join(sums))
-    print(f"\nfeature map relu(conv_full(x, w) + {BIAS:g}): {feats['pre_activation']} -> "
-          f"{feats['relu']}")
+    print(
+        f"\nfeature map relu(conv_full(x, w) + {BIAS:g}): {feats['pre_activation']} -> "
+        f"{feats['relu']}"
+    )
     print(f"two output channels (columns: w={list(W)}, w={list(W_SECOND)}):")
     print(np.asarray(feats["two_channels"]))
     for key in ("full_convolution", "valid_convolution", "valid_cross_correlation"):
@@ -292,8 +323,10 @@ def main(argv=None) -> dict:
     print(f"dense gradient dL/dT:\n{np.asarray(back['dense_grad'])}")
     print(f"{'tap':>4} {'w':>4} {'copies':>7} {'dL/dw (autodiff)':>17} {'sum over copies':>16}")
     for r in back["per_weight"]:
-        print(f"{r['tap']:>4} {r['weight']:>4g} {r['copies']:>7} {r['grad_autodiff']:>17.8g} "
-              f"{r['sum_dense_grad_over_copies']:>16.8g}")
+        print(
+            f"{r['tap']:>4} {r['weight']:>4g} {r['copies']:>7} {r['grad_autodiff']:>17.8g} "
+            f"{r['sum_dense_grad_over_copies']:>16.8g}"
+        )
 
     figure_matrices(run, dense)
     figure_backward(run, back)
@@ -306,37 +339,66 @@ def main(argv=None) -> dict:
         ["convolve same", seq["convolve_same"]["convjax"], seq["convolve_same"]["numpy"]],
         ["correlate valid", seq["correlate_valid"]["convjax"], seq["correlate_valid"]["numpy"]],
         [f"relu(full + {BIAS:g})", feats["relu"], "-"],
-        ["T(w) @ x, valid conv", dense["valid_convolution"]["T_at_x"],
-         dense["valid_convolution"]["conv1d"]],
+        [
+            "T(w) @ x, valid conv",
+            dense["valid_convolution"]["T_at_x"],
+            dense["valid_convolution"]["conv1d"],
+        ],
     ]
-    rows += [[f"dL/dw[{r['tap']}] ({r['copies']} copies)", r["grad_autodiff"],
-              r["sum_dense_grad_over_copies"]] for r in back["per_weight"]]
-    table = common.markdown_table(["quantity", "convjax", "reference (numpy / sum over copies)"],
-                                  rows, fmt=".8g")
+    rows += [
+        [
+            f"dL/dw[{r['tap']}] ({r['copies']} copies)",
+            r["grad_autodiff"],
+            r["sum_dense_grad_over_copies"],
+        ]
+        for r in back["per_weight"]
+    ]
+    table = common.markdown_table(
+        ["quantity", "convjax", "reference (numpy / sum over copies)"], rows, fmt=".8g"
+    )
     claims = [
-        common.claim("convolve/correlate agree with numpy in full, valid and same modes",
-                     f"all {sum(isinstance(v, dict) for v in seq.values())} sequences equal: "
-                     f"{numpy_match}", numpy_match),
-        common.claim("T(w) @ x == conv(x, w) (full, valid, same; convolution and "
-                     "cross-correlation)", f"max |difference| = {matrix_diff:g}",
-                     matrix_diff == 0.0),
-        common.claim("cross-correlation with w == convolution with w reversed",
-                     f"equal: {seq['correlate_equals_convolve_reversed']}",
-                     seq["correlate_equals_convolve_reversed"]),
-        common.claim("the gradient of a shared weight is the sum of the dense gradient over its "
-                     "copies; the dense gradient at structural zeros is discarded",
-                     f"max |autodiff through conv1d - sum over copies| = "
-                     f"{back['max_abs_diff']:g} (tolerance {back['tolerance']:g}, float32), "
-                     f"{back['max_abs_diff_dense_algorithm']:g} with algorithm='dense'; "
-                     f"|dL/dT| summed over structural zeros = "
-                     f"{back['dense_grad_abs_sum_at_structural_zeros']:g} (nonzero, unused)",
-                     back["max_abs_diff"] <= back["tolerance"]),
+        common.claim(
+            "convolve/correlate agree with numpy in full, valid and same modes",
+            f"all {sum(isinstance(v, dict) for v in seq.values())} sequences equal: {numpy_match}",
+            numpy_match,
+        ),
+        common.claim(
+            "T(w) @ x == conv(x, w) (full, valid, same; convolution and cross-correlation)",
+            f"max |difference| = {matrix_diff:g}",
+            matrix_diff == 0.0,
+        ),
+        common.claim(
+            "cross-correlation with w == convolution with w reversed",
+            f"equal: {seq['correlate_equals_convolve_reversed']}",
+            seq["correlate_equals_convolve_reversed"],
+        ),
+        common.claim(
+            "the gradient of a shared weight is the sum of the dense gradient over its "
+            "copies; the dense gradient at structural zeros is discarded",
+            f"max |autodiff through conv1d - sum over copies| = "
+            f"{back['max_abs_diff']:g} (tolerance {back['tolerance']:g}, float32), "
+            f"{back['max_abs_diff_dense_algorithm']:g} with algorithm='dense'; "
+            f"|dL/dT| summed over structural zeros = "
+            f"{back['dense_grad_abs_sum_at_structural_zeros']:g} (nonzero, unused)",
+            back["max_abs_diff"] <= back["tolerance"],
+        ),
     ]
-    config = {"x": list(X), "w": list(W), "second_filter": list(W_SECOND),
-              "target_filter": list(W_TARGET), "bias": BIAS, "dtype": "float32",
-              "precision": "HIGHEST"}
-    numbers = {"sequences": seq, "worked_sums": sums, "feature_maps": feats,
-               "dense": dense, "backward": back}
+    config = {
+        "x": list(X),
+        "w": list(W),
+        "second_filter": list(W_SECOND),
+        "target_filter": list(W_TARGET),
+        "bias": BIAS,
+        "dtype": "float32",
+        "precision": "HIGHEST",
+    }
+    numbers = {
+        "sequences": seq,
+        "worked_sums": sums,
+        "feature_maps": feats,
+        "dense": dense,
+        "backward": back,
+    }
     return run.finish(config=config, numbers=numbers, table=table, claims=claims)
 
 

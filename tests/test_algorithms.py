@@ -49,8 +49,9 @@ def _resolve(L, K, stride, padding, dilation):
 _NP_MODE = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge"}
 
 
-def reference(x, w, *, stride=1, padding="valid", dilation=1, groups=1, flip=False,
-              padding_mode="zeros"):
+def reference(
+    x, w, *, stride=1, padding="valid", dilation=1, groups=1, flip=False, padding_mode="zeros"
+):
     """``(..., L, Cin)``, ``(K, Cin/g, Cout)`` -> ``(..., Lout, Cout)`` in float64."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     L, cin = x.shape[-2:]
@@ -73,8 +74,9 @@ def reference(x, w, *, stride=1, padding="valid", dilation=1, groups=1, flip=Fal
 
 def assert_matches(got, x, w, rtol, **options):
     want = reference(x, w, **options)
-    scale = reference(np.abs(np.asarray(x, np.float64)), np.abs(np.asarray(w, np.float64)),
-                      **options)
+    scale = reference(
+        np.abs(np.asarray(x, np.float64)), np.abs(np.asarray(w, np.float64)), **options
+    )
     got = np.asarray(got, np.float64)
     assert got.shape == want.shape
     err = np.abs(got - want)
@@ -93,9 +95,9 @@ def configs(draw):
     K = draw(st.integers(1, 6))
     dilation = draw(st.integers(1, 3))
     stride = draw(st.integers(1, 3))
-    padding = draw(st.sampled_from(
-        ["valid", "same", "same_lower", "full", "causal", 1, (0, 2), (3, 1)]
-    ))
+    padding = draw(
+        st.sampled_from(["valid", "same", "same_lower", "full", "causal", 1, (0, 2), (3, 1)])
+    )
     padding_mode = draw(st.sampled_from(["zeros", "circular", "reflect", "replicate"]))
     flip = draw(st.booleans())
     e = dilation * (K - 1) + 1
@@ -104,8 +106,14 @@ def configs(draw):
     lo, hi = _resolve(L, K, stride, padding, dilation)
     if padding_mode == "reflect" and max(lo, hi) > L - 1:
         padding_mode = "replicate"
-    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                   flip=flip, padding_mode=padding_mode)
+    options = dict(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+    )
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(batch + (L, cig * groups))
@@ -151,8 +159,9 @@ def test_dtype_is_preserved(algorithm, dtype):
     w = jnp.asarray(rng.standard_normal((3, 2, 4)), dtype)
     y = conv1d(x, w, groups=2, padding="same", algorithm=algorithm, precision=HIGHEST)
     assert y.dtype == jnp.dtype(dtype)
-    assert_matches(y, x.astype(jnp.float64), w.astype(jnp.float64), TOL[dtype],
-                   groups=2, padding="same")
+    assert_matches(
+        y, x.astype(jnp.float64), w.astype(jnp.float64), TOL[dtype], groups=2, padding="same"
+    )
 
 
 def test_fft_overlap_save_blocks_are_exact():
@@ -209,8 +218,10 @@ def test_jit_equals_eager_and_vmap_equals_loop(algorithm):
     np.testing.assert_allclose(batched, looped, rtol=1e-12, atol=1e-12)
     ws = np.stack([w, 2 * w])
     np.testing.assert_allclose(
-        jax.jit(jax.vmap(f, in_axes=(None, 0)))(x, ws), np.stack([g(x, wi) for wi in ws]),
-        rtol=1e-12, atol=1e-12,
+        jax.jit(jax.vmap(f, in_axes=(None, 0)))(x, ws),
+        np.stack([g(x, wi) for wi in ws]),
+        rtol=1e-12,
+        atol=1e-12,
     )
 
 
@@ -255,8 +266,16 @@ def test_auto_check_grads_second_order_through_the_primitive():
 
 
 def _choice(platform, B, L, cin, cout, K, dilation=1, groups=1):
-    return choose(platform, batch=B, length=L, in_channels=cin, out_channels=cout,
-                  kernel_size=K, dilation=dilation, groups=groups)
+    return choose(
+        platform,
+        batch=B,
+        length=L,
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=K,
+        dilation=dilation,
+        groups=groups,
+    )
 
 
 def test_auto_rule_cpu_as_documented():
@@ -275,10 +294,16 @@ def test_auto_rule_cpu_as_documented():
 @pytest.mark.parametrize("platform", ["gpu", "tpu"])
 def test_auto_rule_off_cpu_is_xla_except_long_single_channel_large_kernels(platform):
     xla = algorithms.Choice("xla", "xla")
-    for B, L, cin, cout, K, g in [(64, 1024, 64, 64, 3, 1), (64, 1024, 64, 64, 9, 1),
-                                  (256, 256, 32, 64, 5, 1), (64, 1024, 64, 64, 9, 64),
-                                  (1, 10**5, 1, 1, 3, 1), (1, 10**5, 1, 1, 31, 1),
-                                  (1, 1000, 1, 1, 255, 1), (8, 10**5, 1, 1, 255, 1)]:
+    for B, L, cin, cout, K, g in [
+        (64, 1024, 64, 64, 3, 1),
+        (64, 1024, 64, 64, 9, 1),
+        (256, 256, 32, 64, 5, 1),
+        (64, 1024, 64, 64, 9, 64),
+        (1, 10**5, 1, 1, 3, 1),
+        (1, 10**5, 1, 1, 31, 1),
+        (1, 1000, 1, 1, 255, 1),
+        (8, 10**5, 1, 1, 255, 1),
+    ]:
         assert _choice(platform, B, L, cin, cout, K, groups=g) == xla
     assert _choice(platform, 1, 10**6, 1, 1, 255) == algorithms.Choice("fft", "fft")
 
@@ -310,8 +335,11 @@ def test_auto_under_jit_compiles_once():
 
 
 def test_unknown_algorithm_is_refused_naming_the_choices():
-    with pytest.raises(ValueError, match=r"conv1d: `algorithm` must be one of 'auto', 'xla', "
-                       r"'direct', 'fft', 'matmul', 'dense', got 'winograd'"):
+    with pytest.raises(
+        ValueError,
+        match=r"conv1d: `algorithm` must be one of 'auto', 'xla', "
+        r"'direct', 'fft', 'matmul', 'dense', got 'winograd'",
+    ):
         conv1d(jnp.ones((5, 1)), jnp.ones((2, 1, 1)), algorithm="winograd")
 
 

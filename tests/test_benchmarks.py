@@ -28,8 +28,9 @@ def test_bench_conv1d_quick_writes_json_and_plot(tmp_path):
     assert on_disk["matmul_peak"]["gflops_median"] > 0
     kinds_modes = {(r["kind"], r["mode"]) for r in report["results"]}
     scan = f"forward+backward in lax.scan ({bench.SCAN_STEPS} steps)"
-    assert kinds_modes == {(k, m) for k in ("signal", "layer")
-                           for m in ("forward", "forward+backward", scan)}
+    assert kinds_modes == {
+        (k, m) for k in ("signal", "layer") for m in ("forward", "forward+backward", scan)
+    }
     assert set(on_disk["quiet"]) == {"load_at_start", "waited_s", "quiet", "threshold"}
     for r in on_disk["results"]:
         names = set(r["times"])
@@ -40,8 +41,13 @@ def test_bench_conv1d_quick_writes_json_and_plot(tmp_path):
             assert {f"convjax.{a}" for a in bench.ALGOS} <= names
         assert "lax.conv_general_dilated" in names
         if r["kind"] == "signal" and r["mode"] == "forward":
-            assert {"numpy.convolve", "scipy.signal.convolve", "scipy.signal.oaconvolve",
-                    "jnp.convolve", "jax.scipy.signal.fftconvolve"} <= names
+            assert {
+                "numpy.convolve",
+                "scipy.signal.convolve",
+                "scipy.signal.oaconvolve",
+                "jnp.convolve",
+                "jax.scipy.signal.fftconvolve",
+            } <= names
         for t in r["times"].values():
             assert 0 < t["min_s"] <= t["median_s"] and t["rounds"] >= 2
         s = r["summary"]

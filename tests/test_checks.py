@@ -37,18 +37,28 @@ def test_conv1d_and_locally_connected1d_on_integers_equal_the_cast_inputs():
         np.testing.assert_array_equal(got, conv1d(xf, ww.astype(np.float64), padding="same"))
     got = locally_connected1d(x > 0, filters)
     assert got.dtype == jnp.float64
-    np.testing.assert_array_equal(got, locally_connected1d((x > 0).astype(np.float64),
-                                                           filters.astype(np.float64)))
+    np.testing.assert_array_equal(
+        got, locally_connected1d((x > 0).astype(np.float64), filters.astype(np.float64))
+    )
 
 
 def test_non_numeric_and_complex_dtypes_still_refused():
     w = np.ones((3, 1, 1))
-    with pytest.raises(TypeError, match=r"conv1d: `x` must have a real numeric dtype "
-                                        r"\(bool, integer or floating\), got <U1"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv1d: `x` must have a real numeric dtype "
+        r"\(bool, integer or floating\), got <U1",
+    ):
         conv1d(np.array([["a"]] * 4), w)
-    with pytest.raises(TypeError, match=r"conv1d: `w` must have a real numeric dtype .* "
-                                        r"got object"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv1d: `w` must have a real numeric dtype .* "
+        r"got object",
+    ):
         conv1d(np.ones((4, 1)), w.astype(object))
-    with pytest.raises(TypeError, match=r"conv1d: `x` has complex dtype complex64; only real "
-                                        r"floating dtypes are supported, integers and bools"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv1d: `x` has complex dtype complex64; only real "
+        r"floating dtypes are supported, integers and bools",
+    ):
         conv1d(np.ones((4, 1), np.complex64), w)

@@ -122,18 +122,27 @@ def test_single_channel_equals_numpy_and_scipy(n, m, seed):
         np.testing.assert_allclose(corr[:, 0], np.correlate(a, v, mode), rtol=1e-12, atol=1e-12)
         for method in ("direct", "fft"):
             np.testing.assert_allclose(
-                conv[:, 0], scipy.signal.convolve(a, v, mode, method=method),
-                rtol=1e-10, atol=1e-10,
+                conv[:, 0],
+                scipy.signal.convolve(a, v, mode, method=method),
+                rtol=1e-10,
+                atol=1e-10,
             )
             np.testing.assert_allclose(
-                corr[:, 0], scipy.signal.correlate(a, v, mode, method=method),
-                rtol=1e-10, atol=1e-10,
+                corr[:, 0],
+                scipy.signal.correlate(a, v, mode, method=method),
+                rtol=1e-10,
+                atol=1e-10,
             )
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.integers(1, 10), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3),
-       st.integers(0, 2**32 - 1))
+@given(
+    st.integers(1, 10),
+    st.integers(1, 4),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(0, 2**32 - 1),
+)
 def test_multichannel_valid_equals_scipy_nd_correlate(L, K, cin, cout, seed):
     """Channel mixing checked against scipy's N-d correlation over (length, channel)."""
     K = min(K, L)
@@ -167,15 +176,25 @@ def test_even_kernel_same_pins_the_side_of_the_extra_zero():
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.integers(1, 12), st.integers(1, 6), st.integers(1, 3), st.integers(1, 3),
-       st.integers(0, 2**32 - 1))
+@given(
+    st.integers(1, 12),
+    st.integers(1, 6),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(0, 2**32 - 1),
+)
 def test_same_equals_lax_SAME(L, K, stride, dilation, seed):
     rng = np.random.default_rng(seed)
     x, w = rng.standard_normal((2, L, 2)), rng.standard_normal((K, 2, 3))
     y = jitted(padding="same", stride=stride, dilation=dilation)(x, w)
     want = jax.lax.conv_general_dilated(
-        x, w, (stride,), "SAME", rhs_dilation=(dilation,),
-        dimension_numbers=("NWC", "WIO", "NWC"), precision=HIGHEST,
+        x,
+        w,
+        (stride,),
+        "SAME",
+        rhs_dilation=(dilation,),
+        dimension_numbers=("NWC", "WIO", "NWC"),
+        precision=HIGHEST,
     )
     assert y.shape == want.shape == (2, -(-L // stride), 3)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
@@ -191,8 +210,12 @@ def test_same_lower_equals_numpy_same(n, m, seed):
     np.testing.assert_allclose(y[:, 0], np.convolve(a, v, "same"), rtol=1e-12, atol=1e-12)
 
 
-TORCH_MODES = {"zeros": "zeros", "circular": "circular", "reflect": "reflect",
-               "replicate": "replicate"}
+TORCH_MODES = {
+    "zeros": "zeros",
+    "circular": "circular",
+    "reflect": "reflect",
+    "replicate": "replicate",
+}
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
@@ -204,8 +227,15 @@ def test_same_and_padding_modes_equal_torch(padding_mode, K, dilation):
     rng = np.random.default_rng(K * 10 + dilation)
     L, cin, cout = 7, 2, 3
     x, w = rng.standard_normal((2, L, cin)), rng.standard_normal((K, cin, cout))
-    layer = torch.nn.Conv1d(cin, cout, K, padding="same", dilation=dilation, bias=False,
-                            padding_mode=TORCH_MODES[padding_mode]).double()
+    layer = torch.nn.Conv1d(
+        cin,
+        cout,
+        K,
+        padding="same",
+        dilation=dilation,
+        bias=False,
+        padding_mode=TORCH_MODES[padding_mode],
+    ).double()
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(np.transpose(w, (2, 1, 0)).copy()))
         want = layer(torch.from_numpy(np.transpose(x, (0, 2, 1)).copy())).numpy()
@@ -271,8 +301,9 @@ def test_vmap_equals_batched_call(config):
 
 
 @settings(max_examples=12, deadline=None)
-@given(ref.configs(batch_shapes=((), (2,)), max_length=6, max_kernel=3),
-       st.sampled_from(ALGORITHMS))
+@given(
+    ref.configs(batch_shapes=((), (2,)), max_length=6, max_kernel=3), st.sampled_from(ALGORITHMS)
+)
 def test_grad_equals_reference_jacobian(config, algorithm):
     """conv1d is linear: the gradient of <conv1d(x, w), c> is read off the reference."""
     if not ref.legal(config):
@@ -325,8 +356,9 @@ def test_docstring_examples_run():
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env["JAX_PLATFORMS"] = "cpu"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     attempted, failed = map(int, out.stdout.split()[-2:])
     assert failed == 0 and attempted >= 5
@@ -338,15 +370,24 @@ def test_docstring_examples_run():
 def test_dense_and_matmul_refuse_beyond_max_bytes_before_allocating():
     x = jnp.ones((2**20, 1), jnp.float32)
     w = jnp.ones((3, 1, 1), jnp.float32)
-    with pytest.raises(ValueError, match=r'conv1d: the dense matrix of algorithm="dense" of '
-                       r"shape \(1048574, 1048576\) in float32 would need 4398038122496 bytes"):
+    with pytest.raises(
+        ValueError,
+        match=r'conv1d: the dense matrix of algorithm="dense" of '
+        r"shape \(1048574, 1048576\) in float32 would need 4398038122496 bytes",
+    ):
         conv1d(x, w, algorithm="dense")
-    with pytest.raises(ValueError, match=r'conv1d: the im2col patches of algorithm="matmul" of '
-                       r"shape \(4, 1048574, 6\) in float32 would need 100663104 bytes .* more "
-                       r"than `max_bytes`=1000000"):
-        conv1d(jnp.ones((4, 2**20, 2), jnp.float32), w.reshape(3, 1, 1) * jnp.ones((3, 2, 1),
-               jnp.float32), algorithm="matmul",
-               max_bytes=1_000_000)
+    with pytest.raises(
+        ValueError,
+        match=r'conv1d: the im2col patches of algorithm="matmul" of '
+        r"shape \(4, 1048574, 6\) in float32 would need 100663104 bytes .* more "
+        r"than `max_bytes`=1000000",
+    ):
+        conv1d(
+            jnp.ones((4, 2**20, 2), jnp.float32),
+            w.reshape(3, 1, 1) * jnp.ones((3, 2, 1), jnp.float32),
+            algorithm="matmul",
+            max_bytes=1_000_000,
+        )
     # within the limit (or without one) they run
     small = conv1d(jnp.ones((20, 1)), w, algorithm="dense", max_bytes=None)
     assert small.shape == (18, 1)
@@ -354,13 +395,17 @@ def test_dense_and_matmul_refuse_beyond_max_bytes_before_allocating():
 
 @pytest.mark.parametrize("precision", ["bogus", 3, ("highest", "nope"), ()])
 def test_bad_precision_names_conv1d_and_the_argument(precision):
-    with pytest.raises(ValueError, match=r"conv1d: `precision` must be None, a "
-                       r"jax.lax.Precision, one of its names"):
+    with pytest.raises(
+        ValueError,
+        match=r"conv1d: `precision` must be None, a "
+        r"jax.lax.Precision, one of its names",
+    ):
         conv1d(jnp.ones((5, 1)), jnp.ones((2, 1, 1)), precision=precision)
 
 
-@pytest.mark.parametrize("precision", [None, "highest", jax.lax.Precision.HIGH,
-                                       ("highest", "default")])
+@pytest.mark.parametrize(
+    "precision", [None, "highest", jax.lax.Precision.HIGH, ("highest", "default")]
+)
 def test_good_precisions_are_accepted(precision):
     assert conv1d(jnp.ones((5, 1)), jnp.ones((2, 1, 1)), precision=precision).shape == (4, 1)
 
@@ -370,8 +415,9 @@ def test_an_empty_batch_axis_gives_an_empty_output_like_lax(algorithm):
     x = jnp.ones((0, 3, 7, 2))
     w = jnp.ones((3, 2, 4))
     y = conv1d(x, w, padding="same", algorithm=algorithm)
-    want = jax.lax.conv_general_dilated(x.reshape(0, 7, 2), w, (1,), "SAME",
-                                        dimension_numbers=("NWC", "WIO", "NWC"))
+    want = jax.lax.conv_general_dilated(
+        x.reshape(0, 7, 2), w, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC")
+    )
     assert y.shape == (0, 3, 7, 4) and want.shape == (0, 7, 4)
     g = jax.grad(lambda w: jnp.sum(conv1d(x, w, algorithm=algorithm)))(w)
     np.testing.assert_array_equal(g, jnp.zeros_like(w))

@@ -33,10 +33,12 @@ def cases(draw):
     x = rng.standard_normal((2, L, cig * groups))
     for _ in range(draw(st.integers(1, 3))):
         x[rng.integers(2), rng.integers(L), rng.integers(cig * groups)] = rng.choice(
-            [np.nan, np.inf, -np.inf])
+            [np.nan, np.inf, -np.inf]
+        )
     w = rng.standard_normal((K, cig, cog * groups))
-    options = dict(stride=stride, dilation=dilation, groups=groups, padding=padding,
-                   padding_mode=mode)
+    options = dict(
+        stride=stride, dilation=dilation, groups=groups, padding=padding, padding_mode=mode
+    )
     return x, w, options, rng
 
 
@@ -66,8 +68,11 @@ def receptive_patterns(x, w, g, options):
     (dx,) = vjp_x(ind_g)
     (dw,) = vjp_w(np.ones_like(ind_g))
     g_any = ind_g.reshape(-1, ind_g.shape[-1]).max(axis=0)
-    return [np.asarray(y) > 0, np.asarray(dx) > 0,
-            (np.asarray(dw) > 0) | (g_any[None, None, :] > 0)]
+    return [
+        np.asarray(y) > 0,
+        np.asarray(dx) > 0,
+        (np.asarray(dw) > 0) | (g_any[None, None, :] > 0),
+    ]
 
 
 @settings(max_examples=30, deadline=None)

@@ -89,7 +89,13 @@ def test_local_pattern_shapes_dtypes_balance(position, rule, dtype):
 def test_local_pattern_labels_follow_the_rule(d, k, noise, rule, position, seed, n):
     k = min(k, d)
     x, y = local_pattern(
-        jax.random.key(seed), n, d=d, k=k, position=position, rule=rule, noise=noise,
+        jax.random.key(seed),
+        n,
+        d=d,
+        k=k,
+        position=position,
+        rule=rule,
+        noise=noise,
         dtype=jnp.float64,
     )
     x, y = np.asarray(x[:, :, 0]), np.asarray(y)
@@ -97,7 +103,7 @@ def test_local_pattern_labels_follow_the_rule(d, k, noise, rule, position, seed,
     start = (d - k) // 2
     for row, label in zip(x, y, strict=True):
         s = start if position == "fixed" else find_window(row, k)
-        window = row[s:s + k]
+        window = row[s : s + k]
         background = np.delete(row, np.arange(s, s + k))
         np.testing.assert_array_equal(np.abs(window), 1.0)
         np.testing.assert_array_equal(np.abs(background), noise)
@@ -121,7 +127,13 @@ def test_local_pattern_distribution_within_class():
     n, d, k = 16000, 12, 3
     for rule in ("parity", "motif"):
         x, y = local_pattern(
-            jax.random.key(1), n, d=d, k=k, position="random", rule=rule, noise=0.5,
+            jax.random.key(1),
+            n,
+            d=d,
+            k=k,
+            position="random",
+            rule=rule,
+            noise=0.5,
             dtype=jnp.float64,
         )
         x, y = np.asarray(x[:, :, 0]), np.asarray(y)
@@ -181,28 +193,54 @@ def test_local_pattern_deterministic_jit_vmap():
         (dict(n=0, d=5, k=2), ValueError, r"local_pattern: `n` must be an integer >= 1, got 0"),
         (dict(n=4, d=5, k=2.0), TypeError, r"local_pattern: `k` must be an integer, got 2.0"),
         (dict(n=4, d=3, k=4), ValueError, r"local_pattern: the window `k`=4 must fit"),
-        (dict(n=4, d=5, k=2, start=4), ValueError,
-         r"`start` must satisfy 0 <= start <= d - k = 3.*got 4"),
+        (
+            dict(n=4, d=5, k=2, start=4),
+            ValueError,
+            r"`start` must satisfy 0 <= start <= d - k = 3.*got 4",
+        ),
         (dict(n=4, d=5, k=2, start=-1), ValueError, r"`start` must be an integer >= 0, got -1"),
-        (dict(n=4, d=5, k=2, position="random", start=1), ValueError,
-         r"`start` must be None with position='random'"),
-        (dict(n=4, d=5, k=2, position="random", noise=1.0), ValueError,
-         r"`noise` must be a finite number >= 0.0 and < 1.0, got 1.0"),
-        (dict(n=4, d=5, k=2, noise=1.5), ValueError,
-         r"`noise` must be a finite number >= 0.0 and <= 1.0, got 1.5"),
+        (
+            dict(n=4, d=5, k=2, position="random", start=1),
+            ValueError,
+            r"`start` must be None with position='random'",
+        ),
+        (
+            dict(n=4, d=5, k=2, position="random", noise=1.0),
+            ValueError,
+            r"`noise` must be a finite number >= 0.0 and < 1.0, got 1.0",
+        ),
+        (
+            dict(n=4, d=5, k=2, noise=1.5),
+            ValueError,
+            r"`noise` must be a finite number >= 0.0 and <= 1.0, got 1.5",
+        ),
         (dict(n=4, d=5, k=2, noise="a"), TypeError, r"`noise` must be a real number, got 'a'"),
-        (dict(n=4, d=5, k=2, position="middle"), ValueError,
-         r"`position` must be one of 'fixed', 'random', got 'middle'"),
-        (dict(n=4, d=5, k=2, rule="xor"), ValueError,
-         r"`rule` must be one of 'parity', 'motif', got 'xor'"),
-        (dict(n=4, d=5, k=2, rule="motif", motif=(1, 0)), ValueError,
-         r"`motif` must be a sequence of 2 values, each \+1 or -1"),
-        (dict(n=4, d=5, k=2, rule="motif", motif=(1, 1, 1)), ValueError,
-         r"`motif` must be a sequence of 2 values"),
-        (dict(n=4, d=5, k=2, motif=(1, 1)), ValueError,
-         r"`motif` is only used with rule='motif'"),
-        (dict(n=4, d=5, k=2, dtype=jnp.int32), TypeError,
-         r"local_pattern: `dtype` must be a floating dtype, got int32"),
+        (
+            dict(n=4, d=5, k=2, position="middle"),
+            ValueError,
+            r"`position` must be one of 'fixed', 'random', got 'middle'",
+        ),
+        (
+            dict(n=4, d=5, k=2, rule="xor"),
+            ValueError,
+            r"`rule` must be one of 'parity', 'motif', got 'xor'",
+        ),
+        (
+            dict(n=4, d=5, k=2, rule="motif", motif=(1, 0)),
+            ValueError,
+            r"`motif` must be a sequence of 2 values, each \+1 or -1",
+        ),
+        (
+            dict(n=4, d=5, k=2, rule="motif", motif=(1, 1, 1)),
+            ValueError,
+            r"`motif` must be a sequence of 2 values",
+        ),
+        (dict(n=4, d=5, k=2, motif=(1, 1)), ValueError, r"`motif` is only used with rule='motif'"),
+        (
+            dict(n=4, d=5, k=2, dtype=jnp.int32),
+            TypeError,
+            r"local_pattern: `dtype` must be a floating dtype, got int32",
+        ),
         (dict(n=4, d=40, k=31), ValueError, r"`k` must be <= 30"),
     ],
 )
@@ -258,8 +296,9 @@ def test_train_test_split_partitions_the_data():
 @pytest.mark.parametrize("d, xi", [(20, 1.0), (40, 3.0), (64, 2.5), (100, 9.5)])
 def test_field_covariance_is_the_periodic_gaussian_kernel(d, xi):
     """For xi < d/10 no clipping happens: the matrix is exactly the kernel."""
-    np.testing.assert_allclose(data.field_covariance(d, xi), np_field_kernel(d, xi),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        data.field_covariance(d, xi), np_field_kernel(d, xi), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("d, xi", [(16, 8.0), (40, 5.0), (40, 20.0)])
@@ -363,8 +402,9 @@ def test_non_gaussianity_measured_by_excess_kurtosis():
 def test_small_gain_is_nearly_the_latent_gaussian():
     x = data.nlgp(KEY, 5, d=8, xi=(1.0, 2.0), gain=1e-4, dtype=jnp.float64)
     # same key, same latent draws: the clone's covariance tends to the field's
-    np.testing.assert_allclose(data.nlgp_covariance(8, 2.0, 1e-4), data.field_covariance(8, 2.0),
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        data.nlgp_covariance(8, 2.0, 1e-4), data.field_covariance(8, 2.0), atol=1e-7
+    )
     assert np.all(np.isfinite(np.asarray(x.x)))
 
 
@@ -373,8 +413,11 @@ def test_small_gain_is_nearly_the_latent_gaussian():
     [
         (dict(xi=(1.0,)), ValueError, r"nlgp: `xi` must be a pair \(xi0, xi1\).*got \(1.0,\)"),
         (dict(xi=1.0), ValueError, r"nlgp: `xi` must be a pair"),
-        (dict(xi=(1.0, -2.0)), ValueError,
-         r"nlgp: `xi\[1\]` must be a finite number > 0.0, got -2.0"),
+        (
+            dict(xi=(1.0, -2.0)),
+            ValueError,
+            r"nlgp: `xi\[1\]` must be a finite number > 0.0, got -2.0",
+        ),
         (dict(gain=0.0), ValueError, r"nlgp: `gain` must be a finite number > 0.0, got 0.0"),
         (dict(gain=float("nan")), ValueError, r"nlgp: `gain` must be a finite number"),
         (dict(d=0), ValueError, r"nlgp: `d` must be an integer >= 1, got 0"),

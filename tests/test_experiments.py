@@ -109,8 +109,9 @@ def test_seed_walkthrough_facts(tiny_run):
     expected = [sum(r[o] * x[o - k] for o in range(k, k + 4)) for k in range(3)]
     summed = [row["sum_dense_grad_over_copies"] for row in back["per_weight"]]
     assert summed == expected
-    np.testing.assert_allclose([row["grad_autodiff"] for row in back["per_weight"]], expected,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [row["grad_autodiff"] for row in back["per_weight"]], expected, rtol=1e-6
+    )
     assert [row["copies"] for row in back["per_weight"]] == [4, 4, 4]
     assert back["dense_grad_abs_sum_at_structural_zeros"] > 0
     assert all(c["holds"] is True for c in m["claims"])
@@ -216,11 +217,20 @@ def test_markdown_table_and_claims():
 
 
 def test_to_jsonable_and_check_metrics():
-    obj = {"a": np.arange(3), "b": jax.numpy.ones(2), "c": (np.float32(1.5), math.nan),
-           "d": {1: np.int64(4), "e": np.bool_(False)}, "p": Path("x/y.png")}
+    obj = {
+        "a": np.arange(3),
+        "b": jax.numpy.ones(2),
+        "c": (np.float32(1.5), math.nan),
+        "d": {1: np.int64(4), "e": np.bool_(False)},
+        "p": Path("x/y.png"),
+    }
     assert common.to_jsonable(obj) == {
-        "a": [0, 1, 2], "b": [1.0, 1.0], "c": [1.5, None], "d": {"1": 4, "e": False},
-        "p": "x/y.png"}
+        "a": [0, 1, 2],
+        "b": [1.0, 1.0],
+        "c": [1.5, None],
+        "d": {"1": 4, "e": False},
+        "p": "x/y.png",
+    }
     with pytest.raises(TypeError, match=r"to_jsonable: cannot store a object"):
         common.to_jsonable(object())
     good = {k: None for k in common.METRICS_KEYS}

@@ -28,7 +28,7 @@ def numpy_best_window_share(w, k):
     out = []
     for row in a:
         total = row.sum()
-        best = max(row[j:j + k].sum() for j in range(len(row) - k + 1))
+        best = max(row[j : j + k].sum() for j in range(len(row) - k + 1))
         out.append(best / total if total > 0 else np.nan)
     return np.array(out)
 
@@ -53,8 +53,12 @@ def test_first_layer_measures():
     w = np.zeros(p["w"].shape, np.float32)
     w[0, 3:6] = 1.0  # unit 0: on the window [3, 6)
     w[1, 0] = 2.0  # unit 1 (position 0, channel 1): one weight, inside its structure
-    params = ({"w": jnp.asarray(w), "b": p["b"]}, (), (), ({"w": jnp.ones((1, c)),
-                                                          "b": jnp.zeros((1,))}))
+    params = (
+        {"w": jnp.asarray(w), "b": p["b"]},
+        (),
+        (),
+        ({"w": jnp.ones((1, c)), "b": jnp.zeros((1,))}),
+    )
     m = bl.first_layer_measures(params, s, k, (3, 6))
     n_w = w.size
     np.testing.assert_allclose(float(m["sparsity_w1"]), (n_w - 4) / n_w, rtol=1e-6)

@@ -48,13 +48,22 @@ def test_numbers_have_every_reported_quantity(tiny):
     assert cfg["budget"] == max(t_ws) + cfg["fcn_steps"]
     assert numbers["cnn_full_budget_steps"] == cfg["budget"]
     assert list(numbers["per_t_w"]) == [str(t) for t in t_ws]
-    for key in ("cnn_full_budget_err", "fcn_scratch_err", "fcn_scratch_final_off_share",
-                "fcn_scratch_off_share_at_init"):
+    for key in (
+        "cnn_full_budget_err",
+        "fcn_scratch_err",
+        "fcn_scratch_final_off_share",
+        "fcn_scratch_off_share_at_init",
+    ):
         assert set(numbers[key]) == STATS and numbers[key]["n"] == 3
     for t in t_ws:
         row = numbers["per_t_w"][str(t)]
-        assert set(row) == {"cnn_err_at_t_w", "efcn_final_err", "efcn_final_off_share",
-                            "efcn_max_off_share", "off_share_at_embedding"}
+        assert set(row) == {
+            "cnn_err_at_t_w",
+            "efcn_final_err",
+            "efcn_final_off_share",
+            "efcn_max_off_share",
+            "off_share_at_embedding",
+        }
         for stats in row.values():
             assert set(stats) == STATS and math.isfinite(stats["mean"])
             assert 0.0 <= stats["mean"] <= 1.0

@@ -52,8 +52,13 @@ def test_numbers_have_every_reported_quantity(tiny):
     assert numbers["uniform_window_share"] == pytest.approx(cfg["window"] / cfg["d"])
     for name in ("nlgp", "clone"):
         n = numbers[name]
-        for key in ("final_test_acc", "final_train_loss", "final_ipr", "final_window_share",
-                    "share_of_units_above_2x_gaussian_ipr"):
+        for key in (
+            "final_test_acc",
+            "final_train_loss",
+            "final_ipr",
+            "final_window_share",
+            "share_of_units_above_2x_gaussian_ipr",
+        ):
             assert set(n[key]) == {"mean", "std", "min", "max", "n"} and n[key]["n"] == 3
             assert math.isfinite(n[key]["mean"])
         assert len(n["curve_ipr"]["mean"]) == n_evals + 1

@@ -93,8 +93,11 @@ def test_tiny_run_writes_metrics_and_figure(tmp_path):
             assert m["test_error"]["n"] == 3
             assert np.shape(m["test_error_per_seed"]) == (len(cfg["sizes"]), 3)
             assert all(0.0 <= e <= 1.0 for e in m["test_error"]["mean"])
-        assert sorted(task["gains"]) == ["both_fc_over_conv", "locality_fc_over_local",
-                                         "sharing_local_over_conv"]
+        assert sorted(task["gains"]) == [
+            "both_fc_over_conv",
+            "locality_fc_over_local",
+            "sharing_local_over_conv",
+        ]
     assert len(on_disk["claims"]) == 3
     assert all(c["holds"] is None for c in on_disk["claims"])  # not decided at tiny size
     assert on_disk["table"].startswith("| task | model |")

@@ -17,17 +17,18 @@ ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
 
 def run_python(code: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
 
 
 def test_import_loads_no_submodule_and_every_name_resolves():
-    loaded = json.loads(run_python(
-        "import json, sys, convjax\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('convjax'))))\n"
-    ))
+    loaded = json.loads(
+        run_python(
+            "import json, sys, convjax\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('convjax'))))\n"
+        )
+    )
     assert loaded == ["convjax"]
     for name, module in convjax._NAMES.items():
         assert getattr(convjax, name) is getattr(importlib.import_module(module), name)
@@ -58,14 +59,22 @@ def test_sparse_is_loaded_only_by_the_sparse_form():
 @pytest.mark.slow
 def test_import_time_benchmark_writes_its_json(tmp_path):
     script = os.path.join(ROOT, "benchmarks", "import_time.py")
-    out = subprocess.run([sys.executable, script, "--reps", "1", "--warmup", "1", "--out",
-                          str(tmp_path)], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, script, "--reps", "1", "--warmup", "1", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "import convjax after them:" in out.stdout
     report = json.loads((tmp_path / "import_time.json").read_text())
     assert report["reps"] == 1 and report["target_s"] == 0.05
-    for key in ("base_median_s", "convjax_total_median_s", "overhead_median_s",
-                "all_names_median_s"):
+    for key in (
+        "base_median_s",
+        "convjax_total_median_s",
+        "overhead_median_s",
+        "all_names_median_s",
+    ):
         assert report[key] > 0, key
     assert report["sparse_loaded"] is False
     assert len(report["samples"]["overhead_s"]) == 1

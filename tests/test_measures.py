@@ -39,10 +39,12 @@ def test_ipr_extremes():
     one_hot = np.zeros(n)
     one_hot[3] = -2.5
     assert float(measures.inverse_participation_ratio(jnp.asarray(one_hot))) == pytest.approx(
-        1.0, abs=1e-15)
+        1.0, abs=1e-15
+    )
     flat = np.full(n, 0.3)
     assert float(measures.inverse_participation_ratio(jnp.asarray(flat))) == pytest.approx(
-        1.0 / n, abs=1e-15)
+        1.0 / n, abs=1e-15
+    )
     assert float(measures.inverse_participation_ratio(jnp.zeros(n))) == 0.0
 
 
@@ -115,8 +117,7 @@ def test_ipr_jit_vmap_grad():
 def test_window_shares_match_numpy_loop(n, batch, data, periodic, power, seed):
     width = data.draw(st.integers(1, n))
     w = np.random.default_rng(seed).normal(size=(batch, n))
-    got = np.asarray(measures.window_shares(jnp.asarray(w), width, periodic=periodic,
-                                            power=power))
+    got = np.asarray(measures.window_shares(jnp.asarray(w), width, periodic=periodic, power=power))
     want = np.stack([shares_ref(v, width, periodic, power) for v in w])
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
@@ -168,18 +169,27 @@ def test_errors_name_function_argument_and_value():
         measures.inverse_participation_ratio(jnp.arange(3))
     with pytest.raises(ValueError, match=r"inverse_participation_ratio: `w` must have rank >= 1"):
         measures.inverse_participation_ratio(jnp.float32(1.0))
-    with pytest.raises(ValueError, match=r"inverse_participation_ratio: `axis` must be in "
-                                         r"\[-2, 2\).*got 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"inverse_participation_ratio: `axis` must be in "
+        r"\[-2, 2\).*got 2",
+    ):
         measures.inverse_participation_ratio(jnp.ones((2, 3)), axis=2)
     with pytest.raises(TypeError, match=r"window_shares: `axis` must be an int, got 0.5"):
         measures.window_shares(jnp.ones(3), 1, axis=0.5)
-    with pytest.raises(ValueError, match=r"window_shares: `width` must be <= the number of "
-                                         r"positions n=4, got 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"window_shares: `width` must be <= the number of "
+        r"positions n=4, got 5",
+    ):
         measures.window_shares(jnp.ones(4), 5)
     with pytest.raises(ValueError, match=r"window_shares: `width` must be an integer >= 1, got 0"):
         measures.best_window(jnp.ones(4), 0)
-    with pytest.raises(ValueError, match=r"window_shares: `power` must be a finite number > 0, "
-                                         r"got -1.0"):
+    with pytest.raises(
+        ValueError,
+        match=r"window_shares: `power` must be a finite number > 0, "
+        r"got -1.0",
+    ):
         measures.window_shares(jnp.ones(4), 2, power=-1.0)
     with pytest.raises(TypeError, match=r"window_shares: `power` must be a positive number"):
         measures.window_shares(jnp.ones(4), 2, power="2")

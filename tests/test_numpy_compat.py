@@ -54,27 +54,28 @@ class TestCorrelate:
         self.x = np.array([1, 2, 3, 4, 5], dtype=dt)
         self.xs = np.arange(1, 20)[::3]
         self.y = np.array([-1, -2, -3], dtype=dt)
-        self.z1 = np.array([-3., -8., -14., -20., -26., -14., -5.], dtype=dt)
-        self.z1_4 = np.array([-2., -5., -8., -11., -14., -5.], dtype=dt)
-        self.z1r = np.array([-15., -22., -22., -16., -10., -4., -1.], dtype=dt)
-        self.z2 = np.array([-5., -14., -26., -20., -14., -8., -3.], dtype=dt)
-        self.z2r = np.array([-1., -4., -10., -16., -22., -22., -15.], dtype=dt)
-        self.zs = np.array([-3., -14., -30., -48., -66., -84.,
-                           -102., -54., -19.], dtype=dt)
+        self.z1 = np.array([-3.0, -8.0, -14.0, -20.0, -26.0, -14.0, -5.0], dtype=dt)
+        self.z1_4 = np.array([-2.0, -5.0, -8.0, -11.0, -14.0, -5.0], dtype=dt)
+        self.z1r = np.array([-15.0, -22.0, -22.0, -16.0, -10.0, -4.0, -1.0], dtype=dt)
+        self.z2 = np.array([-5.0, -14.0, -26.0, -20.0, -14.0, -8.0, -3.0], dtype=dt)
+        self.z2r = np.array([-1.0, -4.0, -10.0, -16.0, -22.0, -22.0, -15.0], dtype=dt)
+        self.zs = np.array(
+            [-3.0, -14.0, -30.0, -48.0, -66.0, -84.0, -102.0, -54.0, -19.0], dtype=dt
+        )
 
     def test_float(self):
         self._setup(float)
-        z = correlate(self.x, self.y, 'full')
+        z = correlate(self.x, self.y, "full")
         assert_array_almost_equal(z, self.z1)
-        z = correlate(self.x, self.y[:-1], 'full')
+        z = correlate(self.x, self.y[:-1], "full")
         assert_array_almost_equal(z, self.z1_4)
-        z = correlate(self.y, self.x, 'full')
+        z = correlate(self.y, self.x, "full")
         assert_array_almost_equal(z, self.z2)
-        z = correlate(self.x[::-1], self.y, 'full')
+        z = correlate(self.x[::-1], self.y, "full")
         assert_array_almost_equal(z, self.z1r)
-        z = correlate(self.y, self.x[::-1], 'full')
+        z = correlate(self.y, self.x[::-1], "full")
         assert_array_almost_equal(z, self.z2r)
-        z = correlate(self.xs, self.y, 'full')
+        z = correlate(self.xs, self.y, "full")
         assert_array_almost_equal(z, self.zs)
 
     # test_object omitted: Decimal inputs (object dtype).
@@ -91,21 +92,21 @@ class TestCorrelate:
         y = np.array([-1, -2j, 3 + 1j], dtype=complex)
         r_z = np.array([3 - 1j, 6, 8 + 1j, 11 + 5j, -5 + 8j, -4 - 1j], dtype=complex)
         r_z = r_z[::-1].conjugate()
-        z = correlate(y, x, mode='full')
+        z = correlate(y, x, mode="full")
         assert_array_almost_equal(z, r_z)
 
     def test_zero_size(self):
         with pytest.raises(ValueError):
-            correlate(np.array([]), np.ones(1000), mode='full')
+            correlate(np.array([]), np.ones(1000), mode="full")
         with pytest.raises(ValueError):
-            correlate(np.ones(1000), np.array([]), mode='full')
+            correlate(np.ones(1000), np.array([]), mode="full")
 
     def test_mode(self):
         d = np.ones(100)
         k = np.ones(3)
-        default_mode = correlate(d, k, mode='valid')  # noqa: F841 (as in numpy)
+        default_mode = correlate(d, k, mode="valid")  # noqa: F841 (as in numpy)
         with assert_raises(ValueError):
-            correlate(d, k, mode='v')
+            correlate(d, k, mode="v")
         # integer mode
         with assert_raises(ValueError):
             correlate(d, k, mode=-1)
@@ -117,8 +118,8 @@ class TestCorrelate:
 
 class TestConvolve:
     def test_object(self):
-        d = [1.] * 100
-        k = [1.] * 3
+        d = [1.0] * 100
+        k = [1.0] * 3
         assert_array_almost_equal(convolve(d, k)[2:-2], np.full(98, 3))
 
     def test_no_overwrite(self):
@@ -131,9 +132,9 @@ class TestConvolve:
     def test_mode(self):
         d = np.ones(100)
         k = np.ones(3)
-        default_mode = convolve(d, k, mode='full')
+        default_mode = convolve(d, k, mode="full")
         with assert_raises(ValueError):
-            convolve(d, k, mode='f')
+            convolve(d, k, mode="f")
         # integer mode
         with assert_raises(ValueError):
             convolve(d, k, mode=-1)

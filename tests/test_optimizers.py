@@ -52,8 +52,10 @@ def test_matches_numpy_rule_float64(seed, n, eta, lam, beta):
 
 def test_float32_pytree_and_dtype_kept():
     rng = np.random.default_rng(1)
-    params = {"w": rng.normal(size=(4, 5)).astype(np.float32),
-              "b": rng.normal(size=(5,)).astype(np.float32)}
+    params = {
+        "w": rng.normal(size=(4, 5)).astype(np.float32),
+        "b": rng.normal(size=(5,)).astype(np.float32),
+    }
     grads = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), params)
     eta, lam, beta = 0.1, 0.2, 3.0
     got, _ = step(train.beta_lasso(eta, lam, beta), params, grads)
@@ -87,8 +89,9 @@ def test_schedule_sees_the_step_count():
     opt = train.beta_lasso(sched, 0.01, 1.0)
     p, g = jnp.array([1.0, -1.0]), jnp.array([1.0, 1.0])
     p1, s1 = step(opt, p, g)
-    np.testing.assert_allclose(np.asarray(p1), numpy_beta_lasso([1.0, -1.0], [1, 1], 0.1, 0.01,
-                                                                 1.0), rtol=1e-15)
+    np.testing.assert_allclose(
+        np.asarray(p1), numpy_beta_lasso([1.0, -1.0], [1, 1], 0.1, 0.01, 1.0), rtol=1e-15
+    )
     p2, s2 = step(opt, p1, g, s1)  # eta = 0: params unchanged (all above the threshold)
     np.testing.assert_array_equal(np.asarray(p2), np.asarray(p1))
     assert int(s2.count) == 2
@@ -128,10 +131,14 @@ def test_fit_many_with_hyper_factory():
     n_steps, eta, beta = 60, 0.2, 2.0
     w0 = 0.1 * rng.normal(size=6)
     res = train.fit_many(
-        loss, {"w": jnp.broadcast_to(jnp.asarray(w0), (3, 6))},
-        lambda h: train.beta_lasso(eta, h["lam"], beta), data,
-        jax.random.split(jax.random.key(0), 3), hyper={"lam": jnp.asarray(lams)},
-        steps=n_steps, progress=False,
+        loss,
+        {"w": jnp.broadcast_to(jnp.asarray(w0), (3, 6))},
+        lambda h: train.beta_lasso(eta, h["lam"], beta),
+        data,
+        jax.random.split(jax.random.key(0), 3),
+        hyper={"lam": jnp.asarray(lams)},
+        steps=n_steps,
+        progress=False,
     )
     for r, lam in enumerate(lams):
         w = w0.copy()
@@ -154,17 +161,33 @@ def test_update_without_params_raises():
 @pytest.mark.parametrize(
     "kwargs, err, msg",
     [
-        ({"learning_rate": 0.0}, ValueError, r"beta_lasso: `learning_rate` must be a finite "
-                                             r"number > 0, got 0.0"),
+        (
+            {"learning_rate": 0.0},
+            ValueError,
+            r"beta_lasso: `learning_rate` must be a finite "
+            r"number > 0, got 0.0",
+        ),
         ({"learning_rate": float("nan")}, ValueError, r"`learning_rate` must be a finite"),
-        ({"lam": -1e-3}, ValueError, r"beta_lasso: `lam` must be a finite number >= 0, "
-                                     r"got -0.001"),
+        (
+            {"lam": -1e-3},
+            ValueError,
+            r"beta_lasso: `lam` must be a finite number >= 0, "
+            r"got -0.001",
+        ),
         ({"beta": -2}, ValueError, r"beta_lasso: `beta` must be a finite number >= 0, got -2"),
-        ({"beta": "50"}, TypeError, r"beta_lasso: `beta` must be a real number or a scalar "
-                                    r"array, got '50'"),
+        (
+            {"beta": "50"},
+            TypeError,
+            r"beta_lasso: `beta` must be a real number or a scalar "
+            r"array, got '50'",
+        ),
         ({"lam": True}, TypeError, r"beta_lasso: `lam` must be a real number, got True"),
-        ({"lam": jnp.ones(3)}, ValueError, r"beta_lasso: `lam` must be a scalar, got an "
-                                           r"array of shape \(3,\)"),
+        (
+            {"lam": jnp.ones(3)},
+            ValueError,
+            r"beta_lasso: `lam` must be a scalar, got an "
+            r"array of shape \(3,\)",
+        ),
     ],
 )
 def test_bad_hyperparameters(kwargs, err, msg):

@@ -29,16 +29,22 @@ def configs(draw):
     cig, cog = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     K = draw(st.integers(1, 6))
     dilation, stride = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    padding = draw(st.sampled_from(
-        ["valid", "same", "same_lower", "full", "causal", 2, (0, 3), (7, 1)]
-    ))
+    padding = draw(
+        st.sampled_from(["valid", "same", "same_lower", "full", "causal", 2, (0, 3), (7, 1)])
+    )
     padding_mode = draw(st.sampled_from(["zeros", "circular", "reflect", "replicate"]))
     flip = draw(st.booleans())
     e = dilation * (K - 1) + 1
     L = draw(st.integers(max(e, 8), 24))
     batch = draw(st.sampled_from([(), (2,), (2, 3)]))
-    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                   flip=flip, padding_mode=padding_mode)
+    options = dict(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+    )
     if padding_mode == "reflect" and padding == (7, 1):
         options["padding_mode"] = "replicate"
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
@@ -61,6 +67,7 @@ def test_gradients_equal_xla_autodiff_float64(config):
     x, w, options = config
     y = conv1d(x, w, algorithm="xla", **options)
     g = np.random.default_rng(1).standard_normal(y.shape)
+
     @functools.partial(jax.jit, static_argnums=3)
     def run(x, w, g, algorithm):
         return _grads(x, w, g, options, algorithm)
@@ -73,8 +80,9 @@ def test_gradients_equal_xla_autodiff_float64(config):
         np.testing.assert_array_less(np.abs(a - b), 1e-12 * (s + 1.0))
 
 
-@pytest.mark.parametrize(("dtype", "tol"), [("float16", 1e-2), ("bfloat16", 4e-2),
-                                            ("float32", 1e-5)])
+@pytest.mark.parametrize(
+    ("dtype", "tol"), [("float16", 1e-2), ("bfloat16", 4e-2), ("float32", 1e-5)]
+)
 def test_half_and_single_precision_keep_dtype_and_match(dtype, tol):
     rng = np.random.default_rng(2)
     options = dict(stride=2, dilation=2, groups=2, padding="same")
@@ -87,8 +95,9 @@ def test_half_and_single_precision_keep_dtype_and_match(dtype, tol):
     for a, b in zip(got, want, strict=True):
         assert a.dtype == jnp.dtype(dtype)
         b = np.asarray(b)
-        np.testing.assert_array_less(np.abs(np.asarray(a, np.float64) - b),
-                                     tol * (np.abs(b).max() + 1.0))
+        np.testing.assert_array_less(
+            np.abs(np.asarray(a, np.float64) - b), tol * (np.abs(b).max() + 1.0)
+        )
 
 
 def test_forward_mode_hessian_and_check_grads_order_two():
@@ -124,12 +133,14 @@ def test_vmap_grad_of_vmap_and_vmap_of_grad(in_axes):
         return jnp.sum(jnp.sin(batched(alg)(x, w)))
 
     def per_run_grad(x, w, alg):
-        return jax.grad(lambda a, b: jnp.sum(jnp.sin(conv1d(a, b, algorithm=alg, **options))),
-                        (0, 1))(x, w)
+        return jax.grad(
+            lambda a, b: jnp.sum(jnp.sin(conv1d(a, b, algorithm=alg, **options))), (0, 1)
+        )(x, w)
 
     np.testing.assert_allclose(batched("auto")(x, w), batched("xla")(x, w), atol=1e-12)
-    for a, b in zip(jax.grad(loss, (0, 1))(x, w, "auto"), jax.grad(loss, (0, 1))(x, w, "xla"),
-                    strict=True):
+    for a, b in zip(
+        jax.grad(loss, (0, 1))(x, w, "auto"), jax.grad(loss, (0, 1))(x, w, "xla"), strict=True
+    ):
         np.testing.assert_allclose(a, b, atol=1e-12)
     vg = jax.vmap(per_run_grad, in_axes=(*in_axes, None))
     for a, b in zip(vg(x, w, "auto"), vg(x, w, "xla"), strict=True):
@@ -141,8 +152,9 @@ def test_nested_vmap():
     x = rng.standard_normal((3, 4, 9, 2))
     w = rng.standard_normal((3, 4, 2, 2, 5))
     f = jax.vmap(jax.vmap(conv1d))
-    np.testing.assert_allclose(f(x, w), jax.vmap(jax.vmap(
-        functools.partial(conv1d, algorithm="xla")))(x, w), atol=1e-12)
+    np.testing.assert_allclose(
+        f(x, w), jax.vmap(jax.vmap(functools.partial(conv1d, algorithm="xla")))(x, w), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("algorithm", CORE_ALGORITHMS)
@@ -180,8 +192,10 @@ def test_a_user_scan_around_conv1d_equals_the_python_loop():
 # ---- the route: what the CPU gradient is made of ----------------------------------
 
 
-_CONV = re.compile(r"stablehlo\.convolution\(.*?dim_numbers = \[(.*?)\]x\[(.*?)\]->\[(.*?)\], "
-                   r"window = \{(.*?)\}")
+_CONV = re.compile(
+    r"stablehlo\.convolution\(.*?dim_numbers = \[(.*?)\]x\[(.*?)\]->\[(.*?)\], "
+    r"window = \{(.*?)\}"
+)
 
 
 def _convolutions(fn, *args):
@@ -189,12 +203,15 @@ def _convolutions(fn, *args):
     return [(m.group(1), m.group(2), m.group(3), m.group(4)) for m in _CONV.finditer(text)]
 
 
-@pytest.mark.parametrize("options", [
-    dict(padding="same"),
-    dict(stride=2, dilation=3, padding="full"),
-    dict(groups=2, padding=(4, 0), flip=True),
-    dict(stride=3, padding_mode="circular", padding="same"),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(padding="same"),
+        dict(stride=2, dilation=3, padding="full"),
+        dict(groups=2, padding=(4, 0), flip=True),
+        dict(stride=3, padding_mode="circular", padding="same"),
+    ],
+)
 def test_cpu_gradient_route_is_standard_forward_convolutions(options):
     if jax.default_backend() != "cpu":
         pytest.skip("the loop-safe rules are the CPU route")
@@ -209,6 +226,7 @@ def test_cpu_gradient_route_is_standard_forward_convolutions(options):
         def body(c, _):
             gx, gw = jax.grad(loss, (0, 1))(x + c, w)
             return c + jnp.sum(gx) * 1e-9 + jnp.sum(gw) * 1e-9, None
+
         return jax.lax.scan(body, 0.0, length=3)[0]
 
     jaxpr = str(jax.make_jaxpr(jax.grad(loss, (0, 1)))(x, w))
@@ -226,6 +244,7 @@ def test_explicit_algorithms_keep_their_own_autodiff():
     x = jnp.ones((2, 10, 3))
     w = jnp.ones((3, 3, 3))
     for algorithm in CORE_ALGORITHMS:
-        jaxpr = str(jax.make_jaxpr(jax.grad(
-            lambda w, a=algorithm: jnp.sum(conv1d(x, w, algorithm=a))))(w))
+        jaxpr = str(
+            jax.make_jaxpr(jax.grad(lambda w, a=algorithm: jnp.sum(conv1d(x, w, algorithm=a))))(w)
+        )
         assert "convjax_conv" not in jaxpr

@@ -31,8 +31,11 @@ def pair(n, m, seed, dtype=np.float64):
 def all_modes(a, v):
     """Both functions in every mode, in one compiled call (cached per pair of lengths;
     compiling each call eagerly for every random pair would cost minutes)."""
-    return {(fn.__name__, mode): fn(a, v, mode, precision=HIGHEST)
-            for fn in (convolve, correlate) for mode in MODES}
+    return {
+        (fn.__name__, mode): fn(a, v, mode, precision=HIGHEST)
+        for fn in (convolve, correlate)
+        for mode in MODES
+    }
 
 
 NUMPY = {"convolve": np.convolve, "correlate": np.correlate}
@@ -78,25 +81,29 @@ def test_seed_example_and_convolution_commutes():
 def test_jit_vmap_grad(n, m):
     a, v = pair(n, m, n * 100 + m)
     batch = np.stack([a, 2 * a + 1, -a])
-    cots = {(name, mode): np.random.default_rng(0).standard_normal(NUMPY[name](a, v, mode).shape)
-            for name in NUMPY for mode in MODES}
+    cots = {
+        (name, mode): np.random.default_rng(0).standard_normal(NUMPY[name](a, v, mode).shape)
+        for name in NUMPY
+        for mode in MODES
+    }
 
     def loss(a, v):
         return sum(jnp.sum(y * cots[k]) for k, y in all_modes(a, v).items())
 
     # eager == jit (one eager call: eager compiles op by op and is slow to start).
-    np.testing.assert_allclose(convolve(a, v, "same"), all_modes(a, v)["convolve", "same"],
-                               **TOL)
+    np.testing.assert_allclose(convolve(a, v, "same"), all_modes(a, v)["convolve", "same"], **TOL)
     # vmap over a batch of first arguments == numpy one by one.
     for (name, mode), got in jax.jit(jax.vmap(all_modes, (0, None)))(batch, v).items():
         want = np.stack([NUMPY[name](b, v, mode) for b in batch])
         np.testing.assert_allclose(got, want, **TOL)
     # grad: bilinear functions, so numpy on unit vectors gives the Jacobians.
     ga, gv = jax.jit(jax.grad(loss, argnums=(0, 1)))(a, v)
-    want_ga = [sum(np.sum(NUMPY[nm](e, v, md) * c) for (nm, md), c in cots.items())
-               for e in np.eye(n)]
-    want_gv = [sum(np.sum(NUMPY[nm](a, e, md) * c) for (nm, md), c in cots.items())
-               for e in np.eye(m)]
+    want_ga = [
+        sum(np.sum(NUMPY[nm](e, v, md) * c) for (nm, md), c in cots.items()) for e in np.eye(n)
+    ]
+    want_gv = [
+        sum(np.sum(NUMPY[nm](a, e, md) * c) for (nm, md), c in cots.items()) for e in np.eye(m)
+    ]
     np.testing.assert_allclose(ga, want_ga, **TOL)
     np.testing.assert_allclose(gv, want_gv, **TOL)
 
@@ -109,8 +116,15 @@ def test_mode_spelled_as_numpy_spells_it():
         for fn in (convolve, correlate):
             np.testing.assert_array_equal(fn(a, v, code), fn(a, v, name))
             np.testing.assert_array_equal(fn(a, v, np.int64(code)), fn(a, v, name))
-    for bad, exc in (("FULL", ValueError), ("f", ValueError), (-1, ValueError), (3, ValueError),
-                     (None, TypeError), (True, TypeError), (2.0, TypeError)):
+    for bad, exc in (
+        ("FULL", ValueError),
+        ("f", ValueError),
+        (-1, ValueError),
+        (3, ValueError),
+        (None, TypeError),
+        (True, TypeError),
+        (2.0, TypeError),
+    ):
         for fn in ("convolve", "correlate"):
             with pytest.raises(exc):
                 NUMPY[fn](a, v, bad)  # the reference refuses the same modes
@@ -140,8 +154,11 @@ def test_array_likes_lists_tuples_and_scalars_as_numpy():
 @pytest.mark.parametrize("fn", ["convolve", "correlate"])
 def test_bad_array_likes(fn):
     f = {"convolve": convolve, "correlate": correlate}[fn]
-    with pytest.raises(TypeError, match=rf"{fn}: `a` must be an array-like of numbers .* "
-                                        r"got list \['x', 'y'\]"):
+    with pytest.raises(
+        TypeError,
+        match=rf"{fn}: `a` must be an array-like of numbers .* "
+        r"got list \['x', 'y'\]",
+    ):
         f(["x", "y"], [1.0])
     with pytest.raises(ValueError, match=rf"{fn}: `v` must be an array-like of numbers"):
         f([1.0, 2.0], [[1.0], [1.0, 2.0]])
@@ -151,8 +168,17 @@ def test_bad_array_likes(fn):
         f([[1.0], [2.0]], [1.0])
 
 
-INT_DTYPES = [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
-              np.uint64]
+INT_DTYPES = [
+    np.bool_,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+]
 
 
 @pytest.mark.parametrize("x64", [True, False])
@@ -174,19 +200,19 @@ def test_integers_exact_with_x64_where_a_float_sum_is_not():
     float64 equals numpy's int64 result cast; a float64 sum (``jnp.convolve``) does not,
     so the test can tell the routes apart. Any ``algorithm`` keeps integers exact."""
     rng = np.random.default_rng(7)
-    a = rng.integers(-2**28, 2**28, 40)
-    v = rng.integers(-2**28, 2**28, 9)
+    a = rng.integers(-(2**28), 2**28, 40)
+    v = rng.integers(-(2**28), 2**28, 9)
     for mode in MODES:
         for name in NUMPY:
             want = NUMPY[name](a, v, mode).astype(np.float64)  # exact int64, rounded once
             for alg in ("auto", "fft", "xla"):
-                got = {"convolve": convolve, "correlate": correlate}[name](a, v, mode,
-                                                                          algorithm=alg)
+                got = {"convolve": convolve, "correlate": correlate}[name](
+                    a, v, mode, algorithm=alg
+                )
                 assert got.dtype == jnp.float64
                 np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(all_modes(a, v)[name, mode], want)  # under jit
-    float_sum = jnp.convolve(a.astype(np.float64), v.astype(np.float64),
-                             precision=HIGHEST)
+    float_sum = jnp.convolve(a.astype(np.float64), v.astype(np.float64), precision=HIGHEST)
     assert np.any(np.asarray(float_sum) != np.convolve(a, v).astype(np.float64))
 
 
@@ -195,8 +221,8 @@ def test_integers_without_x64():
     sum where they could overflow int32 (int16 audio, long filter), never wrapped."""
     rng = np.random.default_rng(3)
     a, v = rng.integers(-1000, 1000, 300), rng.integers(-1000, 1000, 40)
-    big_a = rng.integers(-2**15, 2**15, 300).astype(np.int16)
-    big_v = rng.integers(-2**15, 2**15, 40).astype(np.int16)
+    big_a = rng.integers(-(2**15), 2**15, 300).astype(np.int16)
+    big_v = rng.integers(-(2**15), 2**15, 40).astype(np.int16)
     with jax.enable_x64(False):
         for mode in MODES:
             got = convolve(a.astype(np.int32), v.astype(np.int32), mode)
@@ -206,8 +232,9 @@ def test_integers_without_x64():
             np.testing.assert_array_equal(got, want)
             got = correlate(big_a, big_v, mode)
             want = np.correlate(big_a.astype(np.int64), big_v.astype(np.int64), mode)
-            scale = np.correlate(np.abs(big_a.astype(np.int64)), np.abs(big_v.astype(np.int64)),
-                                 mode)
+            scale = np.correlate(
+                np.abs(big_a.astype(np.int64)), np.abs(big_v.astype(np.int64)), mode
+            )
             assert np.all(np.abs(np.asarray(got, np.float64) - want) <= 1e-5 * scale)
 
 

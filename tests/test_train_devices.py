@@ -99,13 +99,14 @@ SCRIPT = textwrap.dedent(
 
 def test_four_cpu_devices_match_one_device():
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")][-1]
-    out = json.loads(line[len("RESULT"):])
+    out = json.loads(line[len("RESULT") :])
     assert out["data_parallel_equal"]
     assert out["runs_parallel_equal"]
     assert out["many_data_parallel_equal"]
@@ -132,11 +133,26 @@ def test_data_parallel_on_one_device_equals_default():
 
     kw = dict(steps=4, batch_size=4, eval_every=2, progress=False)
     a = train.fit(loss_fn, {"w": jnp.zeros(2)}, optax.sgd(0.1), data, jax.random.key(0), **kw)
-    b = train.fit(loss_fn, {"w": jnp.zeros(2)}, optax.sgd(0.1), data, jax.random.key(0),
-                  parallel="data", devices=jax.devices()[:1], **kw)
+    b = train.fit(
+        loss_fn,
+        {"w": jnp.zeros(2)},
+        optax.sgd(0.1),
+        data,
+        jax.random.key(0),
+        parallel="data",
+        devices=jax.devices()[:1],
+        **kw,
+    )
     np.testing.assert_allclose(a.params["w"], b.params["w"], rtol=1e-12)
     assert isinstance(b.params["w"], jax.Array)
     assert b.params["w"].sharding.is_fully_replicated
     with pytest.raises(ValueError, match=r"fit: `parallel` must be one of 'data', got 'model'"):
-        train.fit(loss_fn, {"w": jnp.zeros(2)}, optax.sgd(0.1), data, jax.random.key(0),
-                  parallel="model", **kw)
+        train.fit(
+            loss_fn,
+            {"w": jnp.zeros(2)},
+            optax.sgd(0.1),
+            data,
+            jax.random.key(0),
+            parallel="model",
+            **kw,
+        )

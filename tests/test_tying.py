@@ -80,8 +80,9 @@ def design_matrix(config):
 def local_reference(filters, L, options):
     """Row block ``o`` of a locally connected matrix uses its own filter ``filters[o]``."""
     cout = filters.shape[-1]
-    rows = [ref.conv_matrix(f, L, **options)[o * cout : (o + 1) * cout]
-            for o, f in enumerate(filters)]
+    rows = [
+        ref.conv_matrix(f, L, **options)[o * cout : (o + 1) * cout] for o, f in enumerate(filters)
+    ]
     return np.concatenate(rows)
 
 
@@ -145,8 +146,9 @@ def test_structure_equals_references(config):
     np.testing.assert_allclose(out["local_to_conv_nearest"][live], w[live], **TOL)
 
 
-@pytest.mark.parametrize("mode, padding", [("full", "full"), ("same", "same_lower"),
-                                           ("valid", "valid")])
+@pytest.mark.parametrize(
+    "mode, padding", [("full", "full"), ("same", "same_lower"), ("valid", "valid")]
+)
 @pytest.mark.parametrize("n, m", [(1, 1), (5, 2), (6, 3), (6, 6)])
 def test_conv_matrix_equals_scipy_convolution_matrix(mode, padding, n, m):
     a = np.random.default_rng(n * 10 + m).standard_normal(m)
@@ -217,8 +219,11 @@ def test_distances_to_the_conv_subspace():
 def test_max_bytes_names_the_bytes_and_none_disables():
     w = jnp.ones((3, 2, 4), jnp.float64)  # L=10: T is (8*4, 10*2) float64 = 5120 bytes
     assert conv_matrix(w, 10, max_bytes=5120).shape == (32, 20)
-    with pytest.raises(ValueError, match=r"conv_matrix: .*\(32, 20\) in float64 would need "
-                                         r"5120 bytes .*`max_bytes`=5119"):
+    with pytest.raises(
+        ValueError,
+        match=r"conv_matrix: .*\(32, 20\) in float64 would need "
+        r"5120 bytes .*`max_bytes`=5119",
+    ):
         conv_matrix(w, 10, max_bytes=5119)
     np.testing.assert_array_equal(conv_matrix(w, 10, max_bytes=None), conv_matrix(w, 10))
 
@@ -251,8 +256,13 @@ def chain_rule_outputs(s, options, w, x):
     g_t, g_xf = jax.grad(f_dense, argnums=(0, 1))(t, xf)
     y = jnp.matmul(xf, t.T, precision=HIGHEST)
     g_y = 2 * jnp.tanh(y) / jnp.cosh(y) ** 2  # the gradient at the output
-    return dict(g_w=g_w, adjoint_g_t=s.adjoint(g_t), g_x=g_x.reshape(xf.shape), g_xf=g_xf,
-                t_transpose_g_y=jnp.matmul(g_y, t, precision=HIGHEST))
+    return dict(
+        g_w=g_w,
+        adjoint_g_t=s.adjoint(g_t),
+        g_x=g_x.reshape(xf.shape),
+        g_xf=g_xf,
+        t_transpose_g_y=jnp.matmul(g_y, t, precision=HIGHEST),
+    )
 
 
 @settings(max_examples=10, deadline=None)
@@ -275,8 +285,13 @@ def test_grad_of_conv_matrix_is_adjoint(padding_mode):
     s = conv_structure((3, 2, 4), 5, groups=2, padding="same", padding_mode=padding_mode)
     g = np.random.default_rng(0).standard_normal(s.dense_shape)
     w = np.ones(s.filter_shape)
-    grad = jax.jit(jax.grad(lambda w: jnp.sum(conv_matrix(w, 5, groups=2, padding="same",
-                                                          padding_mode=padding_mode) * g)))(w)
+    grad = jax.jit(
+        jax.grad(
+            lambda w: jnp.sum(
+                conv_matrix(w, 5, groups=2, padding="same", padding_mode=padding_mode) * g
+            )
+        )
+    )(w)
     np.testing.assert_allclose(grad, s.adjoint(g), **TOL)
 
 

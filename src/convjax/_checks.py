@@ -29,8 +29,7 @@ def as_positive_int(fn: str, name: str, value, *, minimum: int = 1) -> int:
             value = operator.index(value)
         except TypeError:
             raise TypeError(
-                f"{fn}: `{name}` must be an integer, got {value!r} "
-                f"of type {type(value).__name__}."
+                f"{fn}: `{name}` must be an integer, got {value!r} of type {type(value).__name__}."
             ) from None
     value = int(value)
     if value < minimum:
@@ -82,8 +81,7 @@ def check_min_ndim(fn: str, name: str, x, ndim: int, layout: str) -> None:
 def check_choice(fn: str, name: str, value, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value.lower() not in choices:
         raise ValueError(
-            f"{fn}: `{name}` must be one of {', '.join(repr(c) for c in choices)}, "
-            f"got {value!r}."
+            f"{fn}: `{name}` must be one of {', '.join(repr(c) for c in choices)}, got {value!r}."
         )
     return value.lower()
 
@@ -103,8 +101,11 @@ def check_real(fn: str, name: str, x) -> None:
             "supported, integers and bools promoted to them (convolve the real and "
             "imaginary parts separately)."
         )
-    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
-            or dtype == np.bool_):
+    if not (
+        jnp.issubdtype(dtype, jnp.floating)
+        or jnp.issubdtype(dtype, jnp.integer)
+        or dtype == np.bool_
+    ):
         raise TypeError(
             f"{fn}: `{name}` must have a real numeric dtype (bool, integer or floating), "
             f"got {dtype}."

@@ -131,7 +131,8 @@ def _with_compute_dtype(fn):
 def conv_xla(x, w, spec: Spec, precision):
     """``lax.conv_general_dilated``."""
     return jax.lax.conv_general_dilated(
-        x, w,
+        x,
+        w,
         window_strides=(spec.stride,),
         padding=[(spec.pad_lo, spec.pad_hi)],
         rhs_dilation=(spec.dilation,),
@@ -175,9 +176,7 @@ def conv_matmul(x, w, spec: Spec, precision):
     B, lout = xp.shape[0], spec.out_length
     if g == 1:
         patches = jnp.concatenate([_tap(xp, k, spec) for k in range(K)], axis=-1)
-        return jnp.einsum(
-            "blk,kc->blc", patches, w.reshape(K * cig, cout), precision=precision
-        )
+        return jnp.einsum("blk,kc->blc", patches, w.reshape(K * cig, cout), precision=precision)
     taps = [_tap(xp, k, spec).reshape(B, lout, g, 1, cig) for k in range(K)]
     patches = jnp.concatenate(taps, axis=3)  # (B, Lout, g, K, cig)
     wg = w.reshape(K, cig, g, cog)
@@ -295,7 +294,9 @@ def _fft_finite(x, w, spec: Spec, precision):
         Y = jnp.einsum("bnfa,fac->bnfc", X, H, precision=precision)
     else:
         Y = jnp.einsum(
-            "bnfga,fagc->bnfgc", X.reshape(B, nb_, f, g, cig), H.reshape(f, cig, g, cog),
+            "bnfga,fagc->bnfgc",
+            X.reshape(B, nb_, f, g, cig),
+            H.reshape(f, cig, g, cog),
             precision=precision,
         ).reshape(B, nb_, f, cout)
     y = jnp.fft.irfft(Y, n=n, axis=2)[:, :, :m]  # (B, nb, M, Cout)

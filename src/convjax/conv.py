@@ -90,7 +90,11 @@ def conv1d(
       Array([38., 56.], dtype=float32)
     """
     opts = conv_options(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, flip=flip,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
         padding_mode=padding_mode,
     )
     algorithm = _checks.check_choice("conv1d", "algorithm", algorithm, ALGORITHMS)
@@ -149,14 +153,25 @@ def _check_working_memory(algorithm: str, xb, w, geom: Geometry, max_bytes) -> N
     K, _, cout = w.shape
     if algorithm == "dense":
         matrix = (geom.out_length * cout, L * cin)
-        _checks.check_bytes("conv1d", 'the dense matrix of algorithm="dense"', matrix, w.dtype,
-                            max_bytes, "pass a larger max_bytes (or None) or another algorithm.")
+        _checks.check_bytes(
+            "conv1d",
+            'the dense matrix of algorithm="dense"',
+            matrix,
+            w.dtype,
+            max_bytes,
+            "pass a larger max_bytes (or None) or another algorithm.",
+        )
     elif algorithm == "matmul":
         patches = (B, geom.out_length, K * cin)
         dtype = _alg.compute_dtype(w.dtype)
-        _checks.check_bytes("conv1d", 'the im2col patches of algorithm="matmul"', patches,
-                            dtype, max_bytes,
-                            "pass a larger max_bytes (or None) or another algorithm.")
+        _checks.check_bytes(
+            "conv1d",
+            'the im2col patches of algorithm="matmul"',
+            patches,
+            dtype,
+            max_bytes,
+            "pass a larger max_bytes (or None) or another algorithm.",
+        )
 
 
 def pad_input(x, geom: Geometry):
@@ -205,7 +220,8 @@ def _conv_dense(xb, w, opts: ConvOptions, precision):
     finite = jnp.isfinite(xf)
     t = s.dense(w)
     y = jnp.einsum("rc,bc->br", t, jnp.where(finite, xf, 0), precision=precision)
-    reach = jnp.einsum("rc,bc->br", jnp.asarray(s.mask(), jnp.float32),
-                       (~finite).astype(jnp.float32))
+    reach = jnp.einsum(
+        "rc,bc->br", jnp.asarray(s.mask(), jnp.float32), (~finite).astype(jnp.float32)
+    )
     y = jnp.where(reach > 0, jnp.full((), jnp.nan, y.dtype), y)
     return y.reshape(xb.shape[0], s.out_length, s.out_channels)

@@ -99,8 +99,16 @@ class Dataset(NamedTuple):
 # ---- small helpers ------------------------------------------------------------
 
 
-def _as_float(fn: str, name: str, value, *, low: float, high: float | None = None,
-              low_open: bool = False, high_open: bool = False) -> float:
+def _as_float(
+    fn: str,
+    name: str,
+    value,
+    *,
+    low: float,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """Returns ``value`` as a Python float in the stated range or raises naming it."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         raise TypeError(
@@ -181,8 +189,9 @@ def class_counts(y, *, num_classes: int = 2):
             f"class_counts: `y` must hold integer class indices, got dtype {jnp.result_type(y)}."
         )
     y = jnp.asarray(y)
-    return jnp.sum(y[:, None] == jnp.arange(num_classes, dtype=y.dtype)[None, :], axis=0,
-                   dtype=jnp.int32)
+    return jnp.sum(
+        y[:, None] == jnp.arange(num_classes, dtype=y.dtype)[None, :], axis=0, dtype=jnp.int32
+    )
 
 
 def signed_labels(y, dtype=jnp.float32):
@@ -238,8 +247,9 @@ def _check_motif(motif, k: int) -> tuple[int, ...]:
     try:
         values = tuple(np.asarray(motif).reshape(-1).tolist())
     except (TypeError, ValueError):
-        raise TypeError(f"local_pattern: `motif` must be a sequence of +-1, got {motif!r}.") \
-            from None
+        raise TypeError(
+            f"local_pattern: `motif` must be a sequence of +-1, got {motif!r}."
+        ) from None
     if np.ndim(motif) != 1 or len(values) != k or any(v not in (1, -1) for v in values):
         raise ValueError(
             f"local_pattern: `motif` must be a sequence of {k} values, each +1 or -1 "
@@ -326,8 +336,11 @@ def local_pattern(
             )
         noise = _as_float(fn, "noise", noise, low=0.0, high=1.0, high_open=True)
     else:
-        start = (d - k) // 2 if start is None else _checks.as_positive_int(
-            fn, "start", start, minimum=0)
+        start = (
+            (d - k) // 2
+            if start is None
+            else _checks.as_positive_int(fn, "start", start, minimum=0)
+        )
         if start > d - k:
             raise ValueError(
                 f"{fn}: `start` must satisfy 0 <= start <= d - k = {d - k} (the window "

@@ -62,8 +62,13 @@ def locally_connected1d(
     """
     fn = "locally_connected1d"
     opts = conv_options(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, flip=flip,
-        padding_mode=padding_mode, fn=fn,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        fn=fn,
     )
     dtype = _checks.result_dtype(fn, x=x, filters=filters)
     _checks.check_min_ndim(fn, "x", x, 2, "(..., L, Cin)")

@@ -114,9 +114,7 @@ def gaussian_ipr(n: int) -> float:
 def _check_window(fn: str, width, n: int, power) -> tuple[int, float]:
     width = _checks.as_positive_int(fn, "width", width)
     if width > n:
-        raise ValueError(
-            f"{fn}: `width` must be <= the number of positions n={n}, got {width}."
-        )
+        raise ValueError(f"{fn}: `width` must be <= the number of positions n={n}, got {width}.")
     if isinstance(power, (bool, np.bool_)) or not isinstance(power, (int, float, np.number)):
         raise TypeError(f"{fn}: `power` must be a positive number, got {power!r}.")
     power = float(power)

@@ -88,8 +88,14 @@ def _cpu_choice(x_shape, w_shape, spec: Spec) -> str:
     B, L, cin = x_shape
     K, _, cout = w_shape
     return _alg.choose(
-        "cpu", batch=B, length=L + spec.pad_lo + spec.pad_hi, in_channels=cin,
-        out_channels=cout, kernel_size=K, dilation=spec.dilation, groups=spec.groups,
+        "cpu",
+        batch=B,
+        length=L + spec.pad_lo + spec.pad_hi,
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=K,
+        dilation=spec.dilation,
+        groups=spec.groups,
     ).forward
 
 
@@ -126,8 +132,7 @@ def _input_gradient(g, x, w, *, spec, precision, algorithm):
     spread = (spec.out_length - 1) * spec.stride + 1
     lo = e - 1 - spec.pad_lo
     hi = L + e - 1 - lo - spread
-    gp = jax.lax.pad(g, jnp.zeros((), g.dtype),
-                     [(0, 0, 0), (lo, hi, spec.stride - 1), (0, 0, 0)])
+    gp = jax.lax.pad(g, jnp.zeros((), g.dtype), [(0, 0, 0), (lo, hi, spec.stride - 1), (0, 0, 0)])
     w_t = w.reshape(K, cig, grp, cog)[::-1].transpose(0, 3, 2, 1).reshape(K, cog, cin)
     inner = Spec(1, spec.dilation, grp, 0, 0, L)
     return conv(gp, w_t.astype(g.dtype), inner, precision)

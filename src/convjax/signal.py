@@ -53,8 +53,7 @@ def _check_mode(fn: str, mode) -> str:
     if isinstance(mode, str):
         if mode not in MODES:
             raise ValueError(
-                f"{fn}: `mode` must be one of {', '.join(repr(c) for c in MODES)}, "
-                f"got {mode!r}."
+                f"{fn}: `mode` must be one of {', '.join(repr(c) for c in MODES)}, got {mode!r}."
             )
         return mode
     if not isinstance(mode, (bool, np.bool_)):
@@ -157,8 +156,14 @@ def _float_slide(signal, kernel, mode: str, flip: bool, precision, algorithm: st
     """The same sliding sum through :func:`conv1d`; complex inputs as two real channels."""
     padding = _PADDING[mode]
     if not jnp.iscomplexobj(signal):
-        y = conv1d(signal[:, None], kernel[:, None, None], padding=padding, flip=flip,
-                   precision=precision, algorithm=algorithm)
+        y = conv1d(
+            signal[:, None],
+            kernel[:, None, None],
+            padding=padding,
+            flip=flip,
+            precision=precision,
+            algorithm=algorithm,
+        )
         return y[:, 0]
     # (xr + i xi)(kr + i ki) = (xr kr - xi ki) + i (xr ki + xi kr): channels (re, im)
     # in and out, w[:, cin, cout].
@@ -173,8 +178,9 @@ def _slide(signal, kernel, mode, flip, dtype, precision, algorithm):
     """Correlates (``flip=False``) or convolves ``signal`` (the longer) with ``kernel``."""
     if not jnp.issubdtype(jnp.result_type(signal, kernel), jnp.inexact):
         return _exact_integer_slide(signal, kernel[::-1] if flip else kernel, mode, dtype)
-    return _float_slide(signal.astype(dtype), kernel.astype(dtype), mode, flip, precision,
-                        algorithm)
+    return _float_slide(
+        signal.astype(dtype), kernel.astype(dtype), mode, flip, precision, algorithm
+    )
 
 
 def convolve(a, v, mode="full", *, precision=None, algorithm: str = "auto"):

@@ -404,8 +404,13 @@ def conv_structure(
              [0, 1, 1, 1]])
     """
     opts = conv_options(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, flip=flip,
-        padding_mode=padding_mode, fn="conv_structure",
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        fn="conv_structure",
     )
     return structure_from_options(opts, filter_shape, in_length, fn="conv_structure")
 
@@ -453,12 +458,21 @@ def conv_matrix(
     """
     _checks.check_floating("conv_matrix", "w", w)
     opts = conv_options(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, flip=flip,
-        padding_mode=padding_mode, fn="conv_matrix",
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        fn="conv_matrix",
     )
     s = structure_from_options(opts, np.shape(w), in_length, fn="conv_matrix")
     _checks.check_bytes(
-        "conv_matrix", "the dense matrix", s.dense_shape, w.dtype, max_bytes,
+        "conv_matrix",
+        "the dense matrix",
+        s.dense_shape,
+        w.dtype,
+        max_bytes,
         "pass a larger max_bytes (or None) or use conv_matrix_sparse.",
     )
     return s.dense(w)
@@ -480,8 +494,13 @@ def conv_matrix_sparse(
     ``Lout*L``. ``conv_matrix_sparse(w, L).todense() == conv_matrix(w, L)``."""
     _checks.check_floating("conv_matrix_sparse", "w", w)
     opts = conv_options(
-        stride=stride, padding=padding, dilation=dilation, groups=groups, flip=flip,
-        padding_mode=padding_mode, fn="conv_matrix_sparse",
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        fn="conv_matrix_sparse",
     )
     s = structure_from_options(opts, np.shape(w), in_length, fn="conv_matrix_sparse")
     return s.sparse(w)

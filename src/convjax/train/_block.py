@@ -58,8 +58,12 @@ class Settings(NamedTuple):
     checked_state: tuple[bool, ...] | None = None  # opt-state leaves that must stay finite
 
 
-PROBLEMS = ("the loss", "the gradient", "the updated params",
-            "the optimizer state (a leaf that was finite at initialisation)")
+PROBLEMS = (
+    "the loss",
+    "the gradient",
+    "the updated params",
+    "the optimizer state (a leaf that was finite at initialisation)",
+)
 """What bit ``i`` of an update's problem flags stands for (see :func:`problems`)."""
 
 
@@ -103,6 +107,7 @@ def _loss_grad(loss_fn, has_aux, params, batch):
 
 def finite_leaves(tree) -> tuple[bool, ...]:
     """Per leaf: floating (or complex) and finite everywhere (host values; a sync)."""
+
     def ok(x):
         return bool(jnp.issubdtype(jnp.result_type(x), jnp.inexact) and jnp.all(jnp.isfinite(x)))
 

@@ -76,10 +76,13 @@ def data(tree) -> list[list]:
 def _probe_params(params_like):
     leaves, treedef = jax.tree_util.tree_flatten(params_like)
     keys_ = jax.random.split(jax.random.key(20240611), len(leaves))
-    return jax.tree_util.tree_unflatten(treedef, [
-        jax.random.normal(k, x.shape, jnp.float32).astype(x.dtype)
-        for k, x in zip(keys_, leaves, strict=True)
-    ])
+    return jax.tree_util.tree_unflatten(
+        treedef,
+        [
+            jax.random.normal(k, x.shape, jnp.float32).astype(x.dtype)
+            for k, x in zip(keys_, leaves, strict=True)
+        ],
+    )
 
 
 def _probe_run(optimizer, factory, hyper, params):
@@ -92,8 +95,14 @@ def _probe_run(optimizer, factory, hyper, params):
         updates, state = apply_optimizer(opt, grads, state, params, jnp.float32(1.0 - 0.1 * i))
         u = [x.astype(jnp.float32) for x in jax.tree.leaves(updates)]
         g = [x.astype(jnp.float32) for x in jax.tree.leaves(grads)]
-        rows.append(jnp.stack([jnp.stack([jnp.sum(a * b) for a, b in zip(u, g, strict=True)]),
-                               jnp.stack([jnp.sum(jnp.abs(a)) for a in u])]))
+        rows.append(
+            jnp.stack(
+                [
+                    jnp.stack([jnp.sum(a * b) for a, b in zip(u, g, strict=True)]),
+                    jnp.stack([jnp.sum(jnp.abs(a)) for a in u]),
+                ]
+            )
+        )
         params = jax.tree.map(lambda p, d: (p + d).astype(p.dtype), params, updates)
     return jnp.stack(rows)
 
@@ -105,11 +114,14 @@ def _number(x: float):
 def optimizer(optimizer, factory: bool, hyper, params, many: bool) -> dict:
     """The optimizer's state layout for one run's params and its probe numbers per run."""
     one = jax.tree.map(lambda x: shape_struct(x, drop_leading=many), params)
-    run_hyper = None if hyper is None else jax.tree.map(
-        lambda x: shape_struct(x, drop_leading=many), hyper)
+    run_hyper = (
+        None if hyper is None else jax.tree.map(lambda x: shape_struct(x, drop_leading=many), hyper)
+    )
     state = jax.eval_shape(lambda h: make_optimizer(optimizer, h, factory).init(one), run_hyper)
-    layout = [[path_str(p), list(x.shape), str(x.dtype)]
-              for p, x in jax.tree_util.tree_leaves_with_path(state)]
+    layout = [
+        [path_str(p), list(x.shape), str(x.dtype)]
+        for p, x in jax.tree_util.tree_leaves_with_path(state)
+    ]
     probe_params = _probe_params(one)
 
     def run(h):
@@ -134,8 +146,11 @@ def optimizer_differs(saved: dict, now: dict) -> str | None:
         return "its state has other leaves, shapes or dtypes"
     if len(saved["probe"]) != len(now["probe"]):
         return "its number of runs differs"
-    runs = [r for r, (a, b) in enumerate(zip(saved["probe"], now["probe"], strict=True))
-            if len(a) != len(b) or not all(_close(x, y) for x, y in zip(a, b, strict=True))]
+    runs = [
+        r
+        for r, (a, b) in enumerate(zip(saved["probe"], now["probe"], strict=True))
+        if len(a) != len(b) or not all(_close(x, y) for x, y in zip(a, b, strict=True))
+    ]
     if runs:
         which = "" if len(saved["probe"]) == 1 else f" (runs {runs})"
         return f"its first {PROBES} updates on probe gradients differ{which}"

@@ -47,9 +47,25 @@ class Options(NamedTuple):
     allow_changes: tuple[str, ...] = ()
 
 
-def options(fn, many, *, steps, eval_every, batch_size, has_aux, on_nonfinite, progress,
-            parallel, devices, checkpoint_dir, checkpoint_every, keep_checkpoints,
-            resume, per_run_data=False, allow_changes=()) -> Options:
+def options(
+    fn,
+    many,
+    *,
+    steps,
+    eval_every,
+    batch_size,
+    has_aux,
+    on_nonfinite,
+    progress,
+    parallel,
+    devices,
+    checkpoint_dir,
+    checkpoint_every,
+    keep_checkpoints,
+    resume,
+    per_run_data=False,
+    allow_changes=(),
+) -> Options:
     """Checks the keyword settings that need no array and returns them normalised."""
     steps = _checks.as_positive_int(fn, "steps", steps)
     if eval_every is None:
@@ -70,21 +86,33 @@ def options(fn, many, *, steps, eval_every, batch_size, has_aux, on_nonfinite, p
     if keep_checkpoints is not None:
         keep_checkpoints = _checks.as_positive_int(fn, "keep_checkpoints", keep_checkpoints)
     if not isinstance(per_run_data, (bool, np.bool_)):
-        raise TypeError(
-            f"{fn}: `per_run_data` must be True or False, got {per_run_data!r}."
-        )
+        raise TypeError(f"{fn}: `per_run_data` must be True or False, got {per_run_data!r}.")
     allow_changes = _allow_changes(fn, allow_changes, resume)
-    return Options(fn, many, steps, eval_every, batch_size, bool(has_aux), on_nonfinite, mode,
-                   parallel, devices, checkpoint_dir, checkpoint_every, keep_checkpoints,
-                   bool(resume), bool(per_run_data), allow_changes)
+    return Options(
+        fn,
+        many,
+        steps,
+        eval_every,
+        batch_size,
+        bool(has_aux),
+        on_nonfinite,
+        mode,
+        parallel,
+        devices,
+        checkpoint_dir,
+        checkpoint_every,
+        keep_checkpoints,
+        bool(resume),
+        bool(per_run_data),
+        allow_changes,
+    )
 
 
 def _allow_changes(fn, allow_changes, resume) -> tuple[str, ...]:
     names = CHANGES
     if isinstance(allow_changes, str) or not isinstance(allow_changes, (tuple, list)):
         raise TypeError(
-            f"{fn}: `allow_changes` must be a tuple of names among {names}, got "
-            f"{allow_changes!r}."
+            f"{fn}: `allow_changes` must be a tuple of names among {names}, got {allow_changes!r}."
         )
     bad = [c for c in allow_changes if c not in names]
     if bad:
@@ -192,7 +220,7 @@ def check_key(fn: str, name: str, key, n_runs: int | None) -> None:
             and np.shape(key)[: len(lead)] == lead
         )
     if not ok:
-        typed, raw = (("()", "(2,)") if n_runs is None else (f"({n_runs},)", f"({n_runs}, 2)"))
+        typed, raw = ("()", "(2,)") if n_runs is None else (f"({n_runs},)", f"({n_runs}, 2)")
         what = "one PRNG key" if n_runs is None else f"one PRNG key per run ({n_runs} runs)"
         raise ValueError(
             f"{fn}: `{name}` must be {what}: a typed key array of shape {typed} "
@@ -271,8 +299,9 @@ def _check_scalar_dict(fn: str, what: str, out) -> None:
             )
 
 
-def validate(fn, loss_fn, optimizer, eval_fn, s: Settings, params, opt_state, hyper, data,
-             eval_data) -> None:
+def validate(
+    fn, loss_fn, optimizer, eval_fn, s: Settings, params, opt_state, hyper, data, eval_data
+) -> None:
     """Abstract checks of one run: traced under ``jax.eval_shape``, nothing is compiled.
 
     ``params``, ``opt_state`` and ``hyper`` are one run's shape structs; ``data`` and
@@ -288,8 +317,9 @@ def validate(fn, loss_fn, optimizer, eval_fn, s: Settings, params, opt_state, hy
 
     def check(params, opt_state, hyper, batch, eval_data):
         loss = _check_loss(fn, loss_fn, s.has_aux, params, batch)
-        _check_optimizer_fits(fn, make_optimizer(optimizer, hyper, s.factory), s.factory,
-                              params, opt_state, loss)
+        _check_optimizer_fits(
+            fn, make_optimizer(optimizer, hyper, s.factory), s.factory, params, opt_state, loss
+        )
         if eval_fn is not None:
             _check_scalar_dict(fn, "`eval_fn(params, eval_data)`", eval_fn(params, eval_data))
 
@@ -338,8 +368,16 @@ def _check_optimizer_fits(fn, opt, factory, params, opt_state, loss) -> None:
             raise ValueError(
                 f"{fn}: `opt_state` does not match `optimizer.init(params)`: {problem}."
             )
-    updates, new_state = _call(fn, "optimizer.update(grads, state, params)", apply_optimizer,
-                               opt, params, init_state, params, loss)
+    updates, new_state = _call(
+        fn,
+        "optimizer.update(grads, state, params)",
+        apply_optimizer,
+        opt,
+        params,
+        init_state,
+        params,
+        loss,
+    )
     problem = same_structure(updates, params)
     if problem:
         raise ValueError(f"{fn}: the optimizer's updates do not match `params`: {problem}.")

@@ -58,8 +58,11 @@ _LEAF_KEYS = {"path", "shape", "dtype", "chunks"}
 _LEAF_OPTIONAL = {"stored_as", "key_impl", "key_shape"}
 _CHUNK_KEYS = {"file", "start", "stop"}
 _STORED_AS = {"uint8", "uint16", "uint32", "uint64"}
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(
-    os, "O_BINARY", 0
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_BINARY", 0)
 )
 
 
@@ -154,7 +157,7 @@ def _physical(x) -> tuple[Any, dict[str, Any]]:
             "dtype": str(x.dtype),
             "stored_as": str(data.dtype),
             "key_impl": str(jax.random.key_impl(x)),
-            "key_shape": list(np.shape(data))[np.ndim(x):],
+            "key_shape": list(np.shape(data))[np.ndim(x) :],
         }
         return (data if _is_global(data) else np.asarray(data)), entry
     arr = x if _is_global(x) else np.asarray(x)
@@ -252,8 +255,7 @@ def _members_of(process: int, plans, step: int) -> dict[str, np.ndarray]:
                 continue
             host = _host_chunk(arr, device, entry)
             if is_step:
-                _check_step_values("save_checkpoint", entry["path"], host, step,
-                                   "save_checkpoint")
+                _check_step_values("save_checkpoint", entry["path"], host, step, "save_checkpoint")
             members[_member(i, j)] = host
     return members
 
@@ -319,7 +321,8 @@ def _exchange(entry: dict[str, Any] | None, failed: bool) -> list[dict[str, Any]
     _raise_if_failed(table[:, 0] == 2, "could not write their array files")
     return [
         {"size": int.from_bytes(row[1:9].tobytes(), "little"), "sha256": row[9:].tobytes().hex()}
-        if row[0] else None
+        if row[0]
+        else None
         for row in table
     ]
 
@@ -368,8 +371,11 @@ def _dumps(record: dict) -> str:
             return "[\n  " + ",\n  ".join(json.dumps(e) for e in v) + "\n ]"
         return json.dumps(v, indent=1).replace("\n", "\n ")
 
-    return "{\n" + ",\n".join(f" {json.dumps(k)}: {value(k, v)}" for k, v in record.items()) + (
-        "\n}\n")
+    return (
+        "{\n"
+        + ",\n".join(f" {json.dumps(k)}: {value(k, v)}" for k, v in record.items())
+        + ("\n}\n")
+    )
 
 
 def _commit(directory, step, record, keep) -> str:
@@ -445,8 +451,9 @@ def save_checkpoint(
         )
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
-        raise TypeError(f"save_checkpoint: `metadata` must be a dict, got "
-                        f"{type(metadata).__name__}.")
+        raise TypeError(
+            f"save_checkpoint: `metadata` must be a dict, got {type(metadata).__name__}."
+        )
     try:
         json.dumps(metadata)
     except (TypeError, ValueError) as e:
@@ -466,8 +473,13 @@ def _record(step, files, file_of, manifest, plans, metadata) -> dict:
             {"file": file_of[owner], "start": list(start), "stop": list(stop)}
             for start, stop, owner, _ in chunks
         ]
-    return {"format": FORMAT, "step": step, "files": files, "leaves": manifest,
-            "metadata": metadata}
+    return {
+        "format": FORMAT,
+        "step": step,
+        "files": files,
+        "leaves": manifest,
+        "metadata": metadata,
+    }
 
 
 def _save_collective(directory, step, manifest, plans, metadata, keep) -> str:
@@ -489,8 +501,7 @@ def _save_collective(directory, step, manifest, plans, metadata, keep) -> str:
     json_path, error = checkpoint_path(directory, step), None
     if me == 0:
         try:
-            _commit(directory, step, _record(step, files, file_of, manifest, plans, metadata),
-                    keep)
+            _commit(directory, step, _record(step, files, file_of, manifest, plans, metadata), keep)
         except Exception as e:  # re-raised below, after telling the other processes
             error = e
     status = _allgather(np.array([error is not None], np.uint8))
@@ -617,8 +628,9 @@ def _check_files(path: str, step: int, files) -> None:
         if not _is_int(f["size"]) or f["size"] < 0:
             raise _malformed(path, f"files[{k}].size must be an int >= 0, got {_short(f['size'])}")
         if not isinstance(f["sha256"], str) or not _SHA256.match(f["sha256"]):
-            raise _malformed(path, f"files[{k}].sha256 must be 64 hex digits, got "
-                                   f"{_short(f['sha256'])}")
+            raise _malformed(
+                path, f"files[{k}].sha256 must be 64 hex digits, got {_short(f['sha256'])}"
+            )
     names = [f["name"] for f in files]
     processes = [_process_of(n, step) for n in names]
     one_writer = names == [_array_name(step, None)]
@@ -627,9 +639,10 @@ def _check_files(path: str, step: int, files) -> None:
     sharded = len(known) == len(processes) and increasing
     if not (one_writer or sharded):
         raise _malformed(
-            path, f"the array files must be [{_array_name(step, None)!r}] or "
+            path,
+            f"the array files must be [{_array_name(step, None)!r}] or "
             f"'step_{step:09d}.p<process>.npz' names in increasing order (files in the "
-            f"checkpoint's own directory, of its own step), got {_short(names)}"
+            f"checkpoint's own directory, of its own step), got {_short(names)}",
         )
 
 
@@ -639,12 +652,20 @@ def _check_chunks(path: str, where: str, chunks, dims: list[int], n_files: int) 
     boxes = []
     for j, c in enumerate(chunks):
         _check_keys(path, f"{where}.chunks[{j}]", c, _CHUNK_KEYS)
-        ok = (_is_int(c["file"]) and 0 <= c["file"] < n_files and _is_dims(c["start"])
-              and _is_dims(c["stop"]) and len(c["start"]) == len(c["stop"]) == len(dims)
-              and all(a <= b <= n for a, b, n in zip(c["start"], c["stop"], dims, strict=True)))
+        ok = (
+            _is_int(c["file"])
+            and 0 <= c["file"] < n_files
+            and _is_dims(c["start"])
+            and _is_dims(c["stop"])
+            and len(c["start"]) == len(c["stop"]) == len(dims)
+            and all(a <= b <= n for a, b, n in zip(c["start"], c["stop"], dims, strict=True))
+        )
         if not ok:
-            raise _malformed(path, f"{where}.chunks[{j}] is not a box inside shape "
-                                   f"{tuple(dims)} in one of {n_files} files: {_short(c)}")
+            raise _malformed(
+                path,
+                f"{where}.chunks[{j}] is not a box inside shape "
+                f"{tuple(dims)} in one of {n_files} files: {_short(c)}",
+            )
         boxes.append((c["start"], c["stop"]))
     _check_tiling(path, where, boxes, dims)
 
@@ -664,19 +685,32 @@ def _check_leaf(path: str, i: int, leaf, n_files: int) -> None:
     where = f"leaves[{i}]"
     _check_keys(path, where, leaf, _LEAF_KEYS, _LEAF_OPTIONAL)
     if not isinstance(leaf["path"], str) or not isinstance(leaf["dtype"], str):
-        raise _malformed(path, f"{where}.path and .dtype must be strings, got "
-                               f"{_short(leaf['path'])} and {_short(leaf['dtype'])}")
+        raise _malformed(
+            path,
+            f"{where}.path and .dtype must be strings, got "
+            f"{_short(leaf['path'])} and {_short(leaf['dtype'])}",
+        )
     if not _is_dims(leaf["shape"]):
-        raise _malformed(path, f"{where}.shape must be a list of ints >= 0, got "
-                               f"{_short(leaf['shape'])}")
+        raise _malformed(
+            path, f"{where}.shape must be a list of ints >= 0, got {_short(leaf['shape'])}"
+        )
     if "stored_as" in leaf and leaf["stored_as"] not in _STORED_AS:
-        raise _malformed(path, f"{where}.stored_as must be one of {sorted(_STORED_AS)}, got "
-                               f"{_short(leaf['stored_as'])}")
+        raise _malformed(
+            path,
+            f"{where}.stored_as must be one of {sorted(_STORED_AS)}, got "
+            f"{_short(leaf['stored_as'])}",
+        )
     is_key = "key_impl" in leaf or "key_shape" in leaf
-    if is_key and not ("key_impl" in leaf and "key_shape" in leaf and "stored_as" in leaf
-                       and isinstance(leaf["key_impl"], str) and _is_dims(leaf["key_shape"])):
-        raise _malformed(path, f"{where} is a key leaf without a string key_impl, a key_shape "
-                               "list and stored_as")
+    if is_key and not (
+        "key_impl" in leaf
+        and "key_shape" in leaf
+        and "stored_as" in leaf
+        and isinstance(leaf["key_impl"], str)
+        and _is_dims(leaf["key_shape"])
+    ):
+        raise _malformed(
+            path, f"{where} is a key leaf without a string key_impl, a key_shape list and stored_as"
+        )
     dims = leaf["shape"] + (leaf["key_shape"] if is_key else [])
     _check_chunks(path, where, leaf["chunks"], dims, n_files)
 
@@ -692,8 +726,9 @@ def _check_record(path: str, record) -> None:
             "found and checked by their file name."
         )
     if not _is_int(step) or step < 0 or step != int(m.group(1)):
-        raise _malformed(path, f"`step` must be the int {int(m.group(1))} of the file name, "
-                               f"got {_short(step)}")
+        raise _malformed(
+            path, f"`step` must be the int {int(m.group(1))} of the file name, got {_short(step)}"
+        )
     _check_files(path, step, record["files"])
     if not isinstance(record["leaves"], list):
         raise _malformed(path, f"`leaves` must be a list, got {_short(record['leaves'])}")
@@ -760,8 +795,9 @@ def metadata_field(path: str, metadata: dict, name: str, kind: type, *, minimum=
     else:
         ok = isinstance(value, kind)
     if not ok:
-        raise _malformed(path, f"metadata field `{name}` must be {kind.__name__}, got "
-                               f"{_short(value)}")
+        raise _malformed(
+            path, f"metadata field `{name}` must be {kind.__name__}, got {_short(value)}"
+        )
     if minimum is not None and kind in (int, float) and value < minimum:
         raise _malformed(path, f"metadata field `{name}` must be >= {minimum}, got {value}")
     return value
@@ -797,9 +833,8 @@ def _check_like(path: str, record: dict, expected) -> None:
 def _check_stored(path: str, leaf, entry) -> None:
     """The stored layout agrees with the expected leaf (key data shape, view width)."""
     if _is_key(leaf):
-        data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(np.shape(leaf),
-                                                                        leaf.dtype))
-        want = list(data.shape)[np.ndim(leaf):]
+        data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype))
+        want = list(data.shape)[np.ndim(leaf) :]
         if entry.get("key_shape") != want or entry.get("stored_as") != str(data.dtype):
             raise CheckpointError(
                 f"checkpoint `{path}`: key leaf {entry['path']} stores key data of trailing "
@@ -811,8 +846,11 @@ def _check_stored(path: str, leaf, entry) -> None:
     elif "stored_as" in entry:
         width = np.dtype(entry["stored_as"]).itemsize
         if jnp.dtype(entry["dtype"]).itemsize != width:
-            raise _malformed(path, f"leaf {entry['path']} of dtype {entry['dtype']} is stored "
-                                   f"as {entry['stored_as']}, of another width")
+            raise _malformed(
+                path,
+                f"leaf {entry['path']} of dtype {entry['dtype']} is stored "
+                f"as {entry['stored_as']}, of another width",
+            )
 
 
 def _stored_dtype(entry) -> np.dtype:
@@ -869,8 +907,9 @@ def _read_member(z: zipfile.ZipFile, name: str, shape: tuple, dtype: np.dtype, w
             version = fmt.read_magic(m)
             if version not in ((1, 0), (2, 0)):
                 raise ValueError(f"npy format version {version}")
-            read_header = fmt.read_array_header_1_0 if version == (1, 0) else (
-                fmt.read_array_header_2_0)
+            read_header = (
+                fmt.read_array_header_1_0 if version == (1, 0) else (fmt.read_array_header_2_0)
+            )
             got_shape, fortran, got_dtype = read_header(m)
             if got_shape != shape or got_dtype != dtype:
                 raise CheckpointError(
@@ -902,8 +941,13 @@ def _leaf_reader(files: _Files, record: dict, i: int, is_step: bool):
             where = f"checkpoint arrays `{os.path.join(files.directory, name)}`"
             cache[j] = _read_member(files.get(c["file"]), _member(i, j), shape, dtype, where)
             if is_step:
-                _check_step_values(f"checkpoint `{files.path}`", entry["path"], cache[j],
-                                   record["step"], "load_checkpoint")
+                _check_step_values(
+                    f"checkpoint `{files.path}`",
+                    entry["path"],
+                    cache[j],
+                    record["step"],
+                    "load_checkpoint",
+                )
         return cache[j]
 
     def read(start, stop):
@@ -929,12 +973,16 @@ def _finish(path: str, entry, arr):
         try:
             keys = jax.random.wrap_key_data(arr, impl=entry["key_impl"])
         except (TypeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"checkpoint `{path}`: leaf {entry['path']}: key data of "
-                                  f"impl {entry['key_impl']!r} cannot be wrapped: {e}") from e
+            raise CheckpointError(
+                f"checkpoint `{path}`: leaf {entry['path']}: key data of "
+                f"impl {entry['key_impl']!r} cannot be wrapped: {e}"
+            ) from e
         if str(keys.dtype) != entry["dtype"]:
-            raise CheckpointError(f"checkpoint `{path}`: leaf {entry['path']}: impl "
-                                  f"{entry['key_impl']!r} makes {keys.dtype} keys, the record "
-                                  f"says {entry['dtype']}.")
+            raise CheckpointError(
+                f"checkpoint `{path}`: leaf {entry['path']}: impl "
+                f"{entry['key_impl']!r} makes {keys.dtype} keys, the record "
+                f"says {entry['dtype']}."
+            )
         return keys
     if "stored_as" in entry:
         return arr.view(jnp.dtype(entry["dtype"]))

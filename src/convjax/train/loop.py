@@ -95,8 +95,13 @@ class NonFiniteError(FloatingPointError):
         initialisation.
     """
 
-    def __init__(self, message: str, step: int, runs: tuple[int, ...] | None = None,
-                 what: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        message: str,
+        step: int,
+        runs: tuple[int, ...] | None = None,
+        what: tuple[str, ...] = (),
+    ):
         super().__init__(message)
         self.step = step
         self.runs = runs
@@ -114,8 +119,9 @@ def jsonable(tree):
     return jax.tree.map(lambda x: np.asarray(x).tolist(), tree)
 
 
-def _run(fn, loss_fn, optimizer, params, data, key, *, hyper, opt_state, eval_fn, eval_data,
-         **settings) -> FitResult:
+def _run(
+    fn, loss_fn, optimizer, params, data, key, *, hyper, opt_state, eval_fn, eval_data, **settings
+) -> FitResult:
     """Checks everything, then trains block by block; ``fn`` is "fit" or "fit_many"."""
     o = val.options(fn, fn == "fit_many", **settings)
     factory = val.check_optimizer(fn, optimizer, hyper)
@@ -124,13 +130,13 @@ def _run(fn, loss_fn, optimizer, params, data, key, *, hyper, opt_state, eval_fn
     _validate(o, s, loss_fn, optimizer, eval_fn, params, opt_state, hyper, data, eval_data)
     state = _initial_state(o, optimizer, factory, params, opt_state, key, hyper)
     s = s._replace(checked_state=finite_leaves(state.opt_state))
-    ident = _resume.identity(o, s, n_runs, key, data, eval_data, eval_fn is not None,
-                             optimizer, hyper, params)
+    ident = _resume.identity(
+        o, s, n_runs, key, data, eval_data, eval_fn is not None, optimizer, hyper, params
+    )
     state, history, start, ident = _resume.start(o, s, state, hyper, ident)
     state, hyper, data, eval_data = _place(o, mesh, s, state, hyper, data, eval_data)
     block = _BLOCKS.get(loss_fn, optimizer, eval_fn, s, o.many)
-    state, history, step = _train(o, block, state, hyper, data, eval_data, history, start,
-                                  ident)
+    state, history, step = _train(o, block, state, hyper, data, eval_data, history, start, ident)
     out_history = {k: np.stack(v, axis=-1) for k, v in history.items()}
     return FitResult(state.params, state.opt_state, out_history, step, dev.to_host(hyper))
 
@@ -174,39 +180,73 @@ def _settings(o: val.Options, factory: bool, n_runs, n_data):
                     f"divisible by the number of devices ({n_dev})."
                 )
             state_sharding = dev.leading(mesh)
-    s = Settings(o.batch_size, n_data, o.eval_every, o.has_aux, o.on_nonfinite, factory,
-                 batch_sharding, state_sharding, o.per_run_data)
+    s = Settings(
+        o.batch_size,
+        n_data,
+        o.eval_every,
+        o.has_aux,
+        o.on_nonfinite,
+        factory,
+        batch_sharding,
+        state_sharding,
+        o.per_run_data,
+    )
     return mesh, s
 
 
-def _validate(o: val.Options, s: Settings, loss_fn, optimizer, eval_fn, params, opt_state,
-              hyper, data, eval_data) -> None:
+def _validate(
+    o: val.Options,
+    s: Settings,
+    loss_fn,
+    optimizer,
+    eval_fn,
+    params,
+    opt_state,
+    hyper,
+    data,
+    eval_data,
+) -> None:
     """Abstract checks of one run (the first, for fit_many): nothing is compiled."""
-    one = functools.partial(jax.tree.map, functools.partial(val.shape_struct,
-                                                            drop_leading=o.many))
+    one = functools.partial(jax.tree.map, functools.partial(val.shape_struct, drop_leading=o.many))
     run_data = one if o.per_run_data else (lambda t: t)
-    val.validate(o.fn, loss_fn, optimizer, eval_fn, s, one(params),
-                 None if opt_state is None else one(opt_state),
-                 None if hyper is None else one(hyper), run_data(data), run_data(eval_data))
+    val.validate(
+        o.fn,
+        loss_fn,
+        optimizer,
+        eval_fn,
+        s,
+        one(params),
+        None if opt_state is None else one(opt_state),
+        None if hyper is None else one(hyper),
+        run_data(data),
+        run_data(eval_data),
+    )
 
 
 def _initial_state(o: val.Options, optimizer, factory, params, opt_state, key, hyper):
     """The run's (or runs') state at step 0; params must be finite."""
-    for (path, _), ok in zip(jax.tree_util.tree_leaves_with_path(params),
-                             finite_leaves(params), strict=True):
+    for (path, _), ok in zip(
+        jax.tree_util.tree_leaves_with_path(params), finite_leaves(params), strict=True
+    ):
         if not ok:
             raise ValueError(
                 f"{o.fn}: `params` must be finite at initialisation, leaf "
                 f"{val.path_str(path)} holds NaN or inf."
             )
     if opt_state is None:
+
         def init(p, h):
             return make_optimizer(optimizer, h, factory).init(p)
 
         opt_state = jax.vmap(init)(params, hyper) if o.many else init(params, hyper)
     lead = (int(np.shape(key)[0]),) if o.many else ()
-    return TrainState(params=params, opt_state=opt_state, key=key,
-                      step=jnp.zeros(lead, jnp.int32), bad_step=jnp.full(lead, -1, jnp.int32))
+    return TrainState(
+        params=params,
+        opt_state=opt_state,
+        key=key,
+        step=jnp.zeros(lead, jnp.int32),
+        bad_step=jnp.full(lead, -1, jnp.int32),
+    )
 
 
 def _place(o: val.Options, mesh, s: Settings, state, hyper, data, eval_data):
@@ -218,8 +258,12 @@ def _place(o: val.Options, mesh, s: Settings, state, hyper, data, eval_data):
     per_run = s.state_sharding if o.parallel == "runs" else rep
     state = dev.put(state, s.state_sharding)
     data_sharding = per_run if o.per_run_data else rep
-    return (state, dev.put(hyper, per_run), dev.put(data, data_sharding),
-            dev.put(eval_data, data_sharding))
+    return (
+        state,
+        dev.put(hyper, per_run),
+        dev.put(data, data_sharding),
+        dev.put(eval_data, data_sharding),
+    )
 
 
 def _train(o: val.Options, block, state, hyper, data, eval_data, history, start, ident):
@@ -408,12 +452,29 @@ def fit(
       (3.0, [50, 100])
     """
     return _run(
-        "fit", loss_fn, optimizer, params, data, key, steps=steps,
-        batch_size=batch_size, eval_every=eval_every, eval_fn=eval_fn, eval_data=eval_data,
-        has_aux=has_aux, hyper=hyper, opt_state=opt_state, on_nonfinite=on_nonfinite,
-        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints, resume=resume, allow_changes=allow_changes,
-        progress=progress, parallel=parallel, devices=devices,
+        "fit",
+        loss_fn,
+        optimizer,
+        params,
+        data,
+        key,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        eval_fn=eval_fn,
+        eval_data=eval_data,
+        has_aux=has_aux,
+        hyper=hyper,
+        opt_state=opt_state,
+        on_nonfinite=on_nonfinite,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        resume=resume,
+        allow_changes=allow_changes,
+        progress=progress,
+        parallel=parallel,
+        devices=devices,
     )
 
 
@@ -502,10 +563,28 @@ def fit_many(
       [0.0, 0.25, 0.5, 0.75]
     """
     return _run(
-        "fit_many", loss_fn, optimizer, params, data, keys, steps=steps,
-        batch_size=batch_size, eval_every=eval_every, eval_fn=eval_fn, eval_data=eval_data,
-        has_aux=has_aux, hyper=hyper, opt_state=opt_state, on_nonfinite=on_nonfinite,
-        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints, resume=resume, allow_changes=allow_changes,
-        progress=progress, parallel=parallel, devices=devices, per_run_data=per_run_data,
+        "fit_many",
+        loss_fn,
+        optimizer,
+        params,
+        data,
+        keys,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        eval_fn=eval_fn,
+        eval_data=eval_data,
+        has_aux=has_aux,
+        hyper=hyper,
+        opt_state=opt_state,
+        on_nonfinite=on_nonfinite,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        resume=resume,
+        allow_changes=allow_changes,
+        progress=progress,
+        parallel=parallel,
+        devices=devices,
+        per_run_data=per_run_data,
     )

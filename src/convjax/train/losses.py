@@ -284,8 +284,12 @@ def mean_std(tree, *, axis: int = 0, ddof: int = 0, by=None, level: float | None
     keys = list(tree) if isinstance(tree, dict) else None
     rest = {k: v for k, v in tree.items() if k != "step"} if keys else tree
     step = None
-    if keys and "step" in tree and rest and np.ndim(tree["step"]) < max(
-            np.ndim(leaf) for leaf in jax.tree_util.tree_leaves(rest)):
+    if (
+        keys
+        and "step" in tree
+        and rest
+        and np.ndim(tree["step"]) < max(np.ndim(leaf) for leaf in jax.tree_util.tree_leaves(rest))
+    ):
         tree, step = rest, np.asarray(tree["step"])  # shared by all runs
     groups = None if by is None else stats.group_runs(by)
     sizes = None if groups is None else [len(idx) for idx in groups.values()]
@@ -294,28 +298,39 @@ def mean_std(tree, *, axis: int = 0, ddof: int = 0, by=None, level: float | None
         if not -len(shape) <= axis < len(shape):
             raise ValueError(f"{fn}: `axis` {axis} is out of range for a leaf of shape {shape}.")
         if sizes is not None and shape[axis] != sum(sizes):
-            raise ValueError(f"{fn}: `by` gives {sum(sizes)} runs but a leaf of shape {shape} "
-                             f"has {shape[axis]} along axis {axis}.")
+            raise ValueError(
+                f"{fn}: `by` gives {sum(sizes)} runs but a leaf of shape {shape} "
+                f"has {shape[axis]} along axis {axis}."
+            )
         if min(sizes or [shape[axis]]) <= ddof:
-            raise ValueError(f"{fn}: need more than `ddof`={ddof} values along axis {axis}, got "
-                             + (f"a leaf of shape {shape}." if sizes is None else
-                                f"groups of {sorted(set(sizes))} runs."))
+            raise ValueError(
+                f"{fn}: need more than `ddof`={ddof} values along axis {axis}, got "
+                + (
+                    f"a leaf of shape {shape}."
+                    if sizes is None
+                    else f"groups of {sorted(set(sizes))} runs."
+                )
+            )
     if sizes is not None and level is not None and min(sizes) < 2:
-        raise ValueError(f"{fn}: a group has 1 run; an interval needs at least 2 per group "
-                         "(pass `level=None` for means and stds only).")
+        raise ValueError(
+            f"{fn}: a group has 1 run; an interval needs at least 2 per group "
+            "(pass `level=None` for means and stds only)."
+        )
 
     def over(idx, f, shared):
         """``f`` of every leaf's runs ``idx`` (runs axis first); "step" put back."""
-        out = jax.tree.map(lambda a: f(np.moveaxis(np.asarray(a, np.float64), axis, 0)[idx]),
-                           tree)
+        out = jax.tree.map(lambda a: f(np.moveaxis(np.asarray(a, np.float64), axis, 0)[idx]), tree)
         if step is None or keys is None:
             return out
         return {k: (shared if k == "step" else out[k]) for k in keys}
 
     def summary(idx):
         mean = over(idx, lambda a: a.mean(axis=0), step)
-        std = over(idx, lambda a: a.std(axis=0, ddof=ddof),
-                   None if step is None else np.zeros(np.shape(step)))
+        std = over(
+            idx,
+            lambda a: a.std(axis=0, ddof=ddof),
+            None if step is None else np.zeros(np.shape(step)),
+        )
         return mean, std
 
     if groups is None:
@@ -326,7 +341,6 @@ def mean_std(tree, *, axis: int = 0, ddof: int = 0, by=None, level: float | None
         low = high = None
         if level is not None:
             low = over(idx, lambda a: np.asarray(stats.mean_interval(a, level=level).low), step)
-            high = over(idx, lambda a: np.asarray(stats.mean_interval(a, level=level).high),
-                        step)
+            high = over(idx, lambda a: np.asarray(stats.mean_interval(a, level=level).high), step)
         out[key] = stats.MeanStd(mean, std, low, high, len(idx))
     return out

@@ -123,9 +123,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     n = _checks.as_positive_int("steps_per_epoch", "n", n)
     batch_size = _checks.as_positive_int("steps_per_epoch", "batch_size", batch_size)
     if batch_size > n:
-        raise ValueError(
-            f"steps_per_epoch: `batch_size` ({batch_size}) is larger than `n` ({n})."
-        )
+        raise ValueError(f"steps_per_epoch: `batch_size` ({batch_size}) is larger than `n` ({n}).")
     return n // batch_size
 
 
@@ -152,4 +150,3 @@ def batch_indices(key, step, n: int, batch_size: int):
     step = jnp.asarray(step, jnp.int32)
     positions = (step % m) * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
     return epoch_permutation(key, step // m, positions, n)
-
