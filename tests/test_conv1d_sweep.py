@@ -247,8 +247,9 @@ def sweep(n: int, seed: int = 0, *, compile_options=FAST_COMPILE, progress=None)
     Returns:
       A JSON-serialisable summary: counts, failures (config, algorithm, quantity,
       errors), per algorithm and quantity the largest entry-wise and signal-relative
-      errors (and over the quantities that went through an FFT and those that did
-      not), how many went through an FFT, option coverage, wall time.
+      errors, the largest error in units of the bound that applied (``bound_used``)
+      and how many times it went through an FFT; the illegal configurations that
+      some algorithm did not refuse; option coverage; wall time; versions.
     """
     start = time.perf_counter()
     compile_options = usable_compile_options(compile_options)
@@ -351,7 +352,6 @@ def test_errors_measures():
     assert errors(zero, zero, zero, 0.0) == (0.0, 0.0)
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_every_algorithm_and_its_gradients_over_random_configurations():
     summary = sweep(CI_CONFIGS, seed=0)
     print(
@@ -360,7 +360,7 @@ def test_every_algorithm_and_its_gradients_over_random_configurations():
     )
     assert summary["configs"] == CI_CONFIGS
     assert summary["failures"] == [], summary["failures"][:5]
-    assert summary["illegal_not_refused"] == []
+    assert summary["illegal_configs"] > 0 and summary["illegal_not_refused"] == []
     cov = summary["coverage"]
     assert set(cov["padding"]) == {*ref.PADDING_NAMES, "int", "pair"}
     assert set(cov["padding_mode"]) == set(ref.PADDING_MODES)
