@@ -102,7 +102,7 @@ def _zero_pad(x, spec: Spec):
     return jnp.pad(x, ((0, 0), (spec.pad_lo, spec.pad_hi), (0, 0)))
 
 
-def _tap(xp, k: int, spec: Spec):
+def tap(xp, k: int, spec: Spec):
     """``(B, Lout, Cin)``: the input positions read by tap ``k``."""
     start = k * spec.dilation
     stop = start + (spec.out_length - 1) * spec.stride + 1
@@ -152,7 +152,7 @@ def conv_direct(x, w, spec: Spec, precision):
     B, lout = xp.shape[0], spec.out_length
     y = None
     for k in range(K):
-        xk = _tap(xp, k, spec).reshape(B, lout, g, cig)
+        xk = tap(xp, k, spec).reshape(B, lout, g, cig)
         wk = w[k].reshape(cig, g, cog)
         if cig == 1:
             term = xk * wk.reshape(1, 1, g, cog)
@@ -175,9 +175,9 @@ def conv_matmul(x, w, spec: Spec, precision):
     cog = cout // g
     B, lout = xp.shape[0], spec.out_length
     if g == 1:
-        patches = jnp.concatenate([_tap(xp, k, spec) for k in range(K)], axis=-1)
+        patches = jnp.concatenate([tap(xp, k, spec) for k in range(K)], axis=-1)
         return jnp.einsum("blk,kc->blc", patches, w.reshape(K * cig, cout), precision=precision)
-    taps = [_tap(xp, k, spec).reshape(B, lout, g, 1, cig) for k in range(K)]
+    taps = [tap(xp, k, spec).reshape(B, lout, g, 1, cig) for k in range(K)]
     patches = jnp.concatenate(taps, axis=3)  # (B, Lout, g, K, cig)
     wg = w.reshape(K, cig, g, cog)
     y = jnp.einsum("blgka,kagc->blgc", patches, wg, precision=precision)
@@ -259,9 +259,9 @@ def reads_nonfinite(x, K: int, spec: Spec):
         hi = jax.lax.slice_in_dim(c, K, K + (lout - 1) * s + 1, stride=s, axis=1)
         lo = jax.lax.slice_in_dim(c, 0, (lout - 1) * s + 1, stride=s, axis=1)
         return (hi - lo) != 0
-    total = _tap(bad, 0, spec)
+    total = tap(bad, 0, spec)
     for k in range(1, K):
-        total = total + _tap(bad, k, spec)
+        total = total + tap(bad, k, spec)
     return total != 0
 
 
@@ -370,6 +370,35 @@ def platform_of(x) -> str:
     else:
         platform = jax.default_backend()
     return "gpu" if platform in ("cuda", "rocm", "gpu") else platform
+
+
+#: The weight-gradient route of CNN layers (more than one input channel per group) on
+#: CPU: ``"conv"`` (one forward convolution with the roles exchanged, see
+#: :mod:`convjax.primitive`) or ``"taps"`` (one matmul per tap).
+CNN_WEIGHT_GRADIENT = "conv"
+
+
+def weight_gradient_route(kernel_size: int, cig: int, dilation: int) -> str:
+    """How the loop-safe rules of :mod:`convjax.primitive` compute a weight gradient.
+
+    ``"taps"``: one contraction per tap of the strided input slice with the cotangent
+    (``K`` dot products for one channel pair; ``O(K * B * Lout * cig * cog)`` work,
+    like the forward pass). ``"conv"``: one forward convolution with the roles of input
+    and filter exchanged, whose ``Lout``-long "filter" makes its own ``"auto"`` choice
+    (the FFT for one channel pair, ``O(L log L)`` whatever ``K``).
+
+    Rule, with ``E = dilation * (K - 1) + 1``: one input channel per group
+    (``cig == 1``: signals, depthwise and first layers) ``"taps"`` for ``E < 64``, else
+    ``"conv"``; CNN layers (``cig > 1``) :data:`CNN_WEIGHT_GRADIENT`.
+
+    Example:
+      >>> weight_gradient_route(3, 1, 1), weight_gradient_route(255, 1, 1)
+      ('taps', 'conv')
+    """
+    e = dilation * (kernel_size - 1) + 1
+    if cig == 1:
+        return "taps" if e < 64 else "conv"
+    return CNN_WEIGHT_GRADIENT
 
 
 def choose(
