@@ -79,7 +79,6 @@ def main(budget_s: float = 0.4) -> int:
             )
         choice = algorithms.choose(
             "gpu",
-            batch=int(np.prod(xs[:-2], dtype=int)),
             length=xs[-2],
             in_channels=xs[-1],
             out_channels=ws[-1],

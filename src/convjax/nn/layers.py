@@ -64,8 +64,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from convjax import _checks
-from convjax.conv import ALGORITHMS as CONV_ALGORITHMS
-from convjax.conv import conv1d
+from convjax.convolution import ALGORITHMS as CONV_ALGORITHMS
+from convjax.convolution import conv1d
 from convjax.geometry import ConvOptions, PaddingLike, conv_options
 from convjax.local import local_apply
 from convjax.nn import initializers as inits
@@ -1055,7 +1055,7 @@ def _pool(fn: str, kind: str, window, stride, padding) -> Layer:
         g = opts.geometry(x.shape[-2], window, fn=f"{fn}.apply")
         nd = x.ndim
         dims = (1,) * (nd - 2) + (window, 1)
-        strides = (1,) * (nd - 2) + (g.stride, 1)
+        strides = (1,) * (nd - 2) + (g.stride[0], 1)
         pads = ((0, 0),) * (nd - 2) + ((g.pad_lo, g.pad_hi), (0, 0))
         # Python-scalar init values: lax recognises the (max, -inf) and (add, 0)
         # monoids and uses its differentiable reduce_window_{max,sum} primitives.
