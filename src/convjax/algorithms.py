@@ -296,9 +296,7 @@ def reads_nonfinite(x, kernel_shape, spec: Spec):
     bad = jnp.any(~jnp.isfinite(x).reshape(*x.shape[:-1], g, cin // g), axis=-1)
     count = _zero_pad(bad.astype(jnp.int32), spec)  # (B, *Lp, g)
     for a, K in enumerate(_axes(kernel_shape)):
-        count = _window_count(
-            count, a + 1, K, spec.stride[a], spec.dilation[a], spec.out_shape[a]
-        )
+        count = _window_count(count, a + 1, K, spec.stride[a], spec.dilation[a], spec.out_shape[a])
     return count > 0
 
 
@@ -461,9 +459,7 @@ def conv_dense(x, w, geom, groups: int, precision):
     y = jnp.einsum("rc,bc->br", t, jnp.where(finite, xf, 0), precision=precision)
     mask = geom.position_mask()[:, None, :, None] & channel_mask(cin, cout, groups)[None, :, None]
     mask = mask.reshape(t.shape)
-    reach = jnp.einsum(
-        "rc,bc->br", jnp.asarray(mask, jnp.float32), (~finite).astype(jnp.float32)
-    )
+    reach = jnp.einsum("rc,bc->br", jnp.asarray(mask, jnp.float32), (~finite).astype(jnp.float32))
     y = jnp.where(reach > 0, jnp.full((), jnp.nan, y.dtype), y)
     return y.reshape(B, *geom.out_shape, cout)
 
@@ -473,7 +469,6 @@ def channel_mask(cin: int, cout: int, groups: int) -> np.ndarray:
     co = np.arange(cout) // (cout // groups)
     ci = np.arange(cin) // (cin // groups)
     return co[:, None] == ci[None, :]
-
 
 
 # ---------------------------------------------------------------------------

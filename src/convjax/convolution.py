@@ -103,10 +103,17 @@ def conv(
       (3, 2, 1)
     """
     n = _rank_of_w("conv", w, None, "(*kernel, Cin // groups, Cout)")
-    return _conv(
-        "conv", x, w, n, stride, padding, dilation, groups, flip, padding_mode, precision,
-        algorithm, max_bytes,
+    opts = conv_options(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        ndim=n,
+        fn="conv",
     )
+    return _conv("conv", x, w, opts, precision, algorithm, max_bytes)
 
 
 def conv1d(
@@ -158,10 +165,17 @@ def conv1d(
       Array([38., 56.], dtype=float32)
     """
     n = _rank_of_w("conv1d", w, 1, "(K, Cin // groups, Cout)")
-    return _conv(
-        "conv1d", x, w, n, stride, padding, dilation, groups, flip, padding_mode, precision,
-        algorithm, max_bytes,
+    opts = conv_options(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        ndim=n,
+        fn="conv1d",
     )
+    return _conv("conv1d", x, w, opts, precision, algorithm, max_bytes)
 
 
 def conv2d(
@@ -210,10 +224,17 @@ def conv2d(
              [4., 6., 6., 6., 4.]], dtype=float32)
     """
     n = _rank_of_w("conv2d", w, 2, "(KH, KW, Cin // groups, Cout)")
-    return _conv(
-        "conv2d", x, w, n, stride, padding, dilation, groups, flip, padding_mode, precision,
-        algorithm, max_bytes,
+    opts = conv_options(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        ndim=n,
+        fn="conv2d",
     )
+    return _conv("conv2d", x, w, opts, precision, algorithm, max_bytes)
 
 
 def _rank_of_w(fn: str, w, ndim: int | None, layout: str) -> int:
@@ -225,21 +246,9 @@ def _rank_of_w(fn: str, w, ndim: int | None, layout: str) -> int:
     return np.ndim(w) - 2
 
 
-def _conv(
-    fn, x, w, n, stride, padding, dilation, groups, flip, padding_mode, precision, algorithm,
-    max_bytes,
-):
+def _conv(fn: str, x, w, opts: ConvOptions, precision, algorithm: str, max_bytes):
     """The shared body of :func:`conv`, :func:`conv1d` and :func:`conv2d`."""
-    opts = conv_options(
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        flip=flip,
-        padding_mode=padding_mode,
-        ndim=n,
-        fn=fn,
-    )
+    n = opts.ndim
     algorithm = _checks.check_choice(fn, "algorithm", algorithm, ALGORITHMS)
     precision = _checks.check_precision(fn, precision)
     x, w, geom = prepare(fn, x, w, opts)

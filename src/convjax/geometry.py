@@ -183,9 +183,13 @@ def _normalise_padding(fn: str, padding, ndim: int) -> tuple[AxisPadding, ...]:
     # A float, bool, None or other non-sequence is the wrong type; a sequence of the
     # wrong length is a wrong value.
     error = ValueError if isinstance(padding, (tuple, list)) else TypeError
-    per = "a pair (lo, hi) of non-negative ints" if ndim == 1 else (
-        f"a sequence of {ndim} entries (one per spatial axis), each a name, an int or a "
-        "pair (lo, hi)"
+    per = (
+        "a pair (lo, hi) of non-negative ints"
+        if ndim == 1
+        else (
+            f"a sequence of {ndim} entries (one per spatial axis), each a name, an int or a "
+            "pair (lo, hi)"
+        )
     )
     raise error(
         f"{fn}: `padding` must be one of {', '.join(repr(p) for p in PADDING_NAMES)}, "
@@ -210,8 +214,7 @@ def _axis_padding(fn: str, name: str, p) -> AxisPadding:
         return (q, q)
     error = ValueError if isinstance(p, (tuple, list)) else TypeError
     raise error(
-        f"{fn}: `{name}` must be a padding name, a non-negative int or a pair (lo, hi), "
-        f"got {p!r}."
+        f"{fn}: `{name}` must be a padding name, a non-negative int or a pair (lo, hi), got {p!r}."
     )
 
 
@@ -278,7 +281,13 @@ class Geometry:
             pads.append((lo, hi))
             outs.append(out)
         return Geometry(
-            ins, ks, tuple(outs), tuple(pads), opts.stride, opts.dilation, opts.flip,
+            ins,
+            ks,
+            tuple(outs),
+            tuple(pads),
+            opts.stride,
+            opts.dilation,
+            opts.flip,
             opts.padding_mode,
         )
 
@@ -379,9 +388,7 @@ class Geometry:
         (row-major) input position read by flattened output position ``o`` through
         flattened kernel position ``k``, or -1 where the tap reads a zero of the
         padding on some axis. For ``N = 1`` it is the ``(Lout, K)`` table."""
-        return self._flatten(
-            [self.tap_sources_axis(a) for a in range(self.ndim)], self.in_shape
-        )
+        return self._flatten([self.tap_sources_axis(a) for a in range(self.ndim)], self.in_shape)
 
     def _flatten(self, tables, shape) -> np.ndarray:
         """Per-axis ``(Lout_a, K_a)`` index tables -> one ``(prod(Lout), prod(K))``

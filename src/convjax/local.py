@@ -71,10 +71,17 @@ def locally_connected(
             f"*kernel, Cin // groups, Cout)), got rank {rank} with shape "
             f"{tuple(np.shape(filters))}."
         )
-    return _local(
-        fn, x, filters, (rank - 2) // 2, "(*out_spatial, *kernel, Cin // groups, Cout)",
-        stride, padding, dilation, groups, flip, padding_mode, precision,
+    opts = conv_options(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        ndim=(rank - 2) // 2,
+        fn=fn,
     )
+    return _local(fn, x, filters, opts, precision)
 
 
 def locally_connected1d(
@@ -121,15 +128,6 @@ def locally_connected1d(
     """
     fn = "locally_connected1d"
     _checks.check_ndim(fn, "filters", filters, 4, "(Lout, K, Cin // groups, Cout)")
-    return _local(
-        fn, x, filters, 1, "(Lout, K, Cin // groups, Cout)",
-        stride, padding, dilation, groups, flip, padding_mode, precision,
-    )
-
-
-def _local(fn, x, filters, n, layout, stride, padding, dilation, groups, flip, padding_mode,
-           precision):
-    """The checked body of :func:`locally_connected` and :func:`locally_connected1d`."""
     opts = conv_options(
         stride=stride,
         padding=padding,
@@ -137,9 +135,15 @@ def _local(fn, x, filters, n, layout, stride, padding, dilation, groups, flip, p
         groups=groups,
         flip=flip,
         padding_mode=padding_mode,
-        ndim=n,
+        ndim=1,
         fn=fn,
     )
+    return _local(fn, x, filters, opts, precision)
+
+
+def _local(fn: str, x, filters, opts, precision):
+    """The checked body of :func:`locally_connected` and :func:`locally_connected1d`."""
+    n = opts.ndim
     dtype = _checks.result_dtype(fn, x=x, filters=filters)
     _checks.check_min_ndim(fn, "x", x, n + 1, "(..., L, Cin)" if n == 1 else "(..., *spatial, Cin)")
     spatial, cin = np.shape(x)[-n - 1 : -1], np.shape(x)[-1]

@@ -381,7 +381,9 @@ def spatial_shape(fn: str, in_shape) -> tuple[int, ...]:
     if isinstance(in_shape, (tuple, list)):
         if not in_shape:
             raise ValueError(f"{fn}: `in_shape` must have at least one spatial axis, got ().")
-        return tuple(_checks.as_positive_int(fn, f"in_shape[{j}]", v) for j, v in enumerate(in_shape))
+        return tuple(
+            _checks.as_positive_int(fn, f"in_shape[{j}]", v) for j, v in enumerate(in_shape)
+        )
     return (_checks.as_positive_int(fn, "in_shape", in_shape),)
 
 
