@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_conv1d import measure  # noqa: E402
+from bench_conv1d import measure
 
 ALGOS = ("auto", "xla", "direct", "fft", "matmul")
 # label, x shape, w shape, options

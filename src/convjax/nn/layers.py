@@ -512,7 +512,7 @@ def _make_linear(
     )
 
 
-def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
+def Conv1D(
     out_channels: int,
     kernel_size: int,
     *,
@@ -584,7 +584,7 @@ def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
     ).layer()
 
 
-def LocallyConnected1D(  # noqa: N802
+def LocallyConnected1D(
     out_channels: int,
     kernel_size: int,
     *,
@@ -643,7 +643,7 @@ def LocallyConnected1D(  # noqa: N802
     ).layer()
 
 
-def Dense(  # noqa: N802
+def Dense(
     out_channels: int,
     *,
     out_length: int | None = None,
@@ -993,7 +993,7 @@ ACTIVATIONS: dict[str, Callable] = {
 }
 
 
-def Activation(name: str) -> Layer:  # noqa: N802
+def Activation(name: str) -> Layer:
     """An elementwise activation layer by name; the shape is unchanged.
 
     Args:
@@ -1009,7 +1009,7 @@ def Activation(name: str) -> Layer:  # noqa: N802
     return _stateless(f"Activation({name!r})", 0, "(...)", lambda s, fn: s, f)
 
 
-def Elementwise(fn: Callable) -> Layer:  # noqa: N802
+def Elementwise(fn: Callable) -> Layer:
     """A layer applying any elementwise jax function ``fn`` (shape unchanged)."""
     if not callable(fn):
         raise TypeError(f"Elementwise: `fn` must be callable, got {short(fn)}.")
@@ -1023,7 +1023,7 @@ Tanh = Activation("tanh")
 Erf = Activation("erf")
 
 
-def Flatten() -> Layer:  # noqa: N802
+def Flatten() -> Layer:
     """``(..., L, C) -> (..., L*C)``, row-major (position, channel), the flattening
     of the dense matrices."""
 
@@ -1069,7 +1069,7 @@ def _pool(fn: str, kind: str, window, stride, padding) -> Layer:
     return _stateless(fn, 2, "(..., L, C)", out, forward)
 
 
-def AvgPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = "valid") -> Layer:  # noqa: N802
+def AvgPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = "valid") -> Layer:
     """Average pooling over length: ``(..., L, C) -> (..., Lout, C)``.
 
     Args:
@@ -1081,20 +1081,20 @@ def AvgPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = 
     return _pool("AvgPool1D", "avg", window, stride, padding)
 
 
-def MaxPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = "valid") -> Layer:  # noqa: N802
+def MaxPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = "valid") -> Layer:
     """Max pooling over length: ``(..., L, C) -> (..., Lout, C)``; padding is -inf.
     Arguments as :func:`AvgPool1D`."""
     return _pool("MaxPool1D", "max", window, stride, padding)
 
 
-def GlobalAvgPool() -> Layer:  # noqa: N802
+def GlobalAvgPool() -> Layer:
     """Mean over length: ``(..., L, C) -> (..., C)``."""
     return _stateless(
         "GlobalAvgPool", 2, "(..., L, C)", lambda s, f: (s[1],), lambda x: jnp.mean(x, axis=-2)
     )
 
 
-def GlobalMaxPool() -> Layer:  # noqa: N802
+def GlobalMaxPool() -> Layer:
     """Max over length: ``(..., L, C) -> (..., C)``."""
     return _stateless(
         "GlobalMaxPool", 2, "(..., L, C)", lambda s, f: (s[1],), lambda x: jnp.max(x, axis=-2)
