@@ -42,9 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import machine  # noqa: E402
+import machine
 
-import convjax  # noqa: E402
+import convjax
 
 ALGOS = ("auto", "xla", "direct", "fft", "matmul", "dense")
 #: Algorithms are skipped where their working memory would exceed these.

@@ -37,10 +37,10 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import machine  # noqa: E402
+import machine
 
-import convjax  # noqa: E402
-from convjax import train  # noqa: E402
+import convjax
+from convjax import train
 
 L, K, BATCH = 64, 5, 128
 

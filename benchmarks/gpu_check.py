@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_conv1d import measure  # noqa: E402
+from bench_conv1d import measure
 
 ALGOS = ("auto", "xla", "direct", "fft", "matmul")
 # label, x shape, w shape, options
@@ -79,7 +79,6 @@ def main(budget_s: float = 0.4) -> int:
             )
         choice = algorithms.choose(
             "gpu",
-            batch=int(np.prod(xs[:-2], dtype=int)),
             length=xs[-2],
             in_channels=xs[-1],
             out_channels=ws[-1],

@@ -2,7 +2,7 @@
 
 The check of ``tests/test_conv1d_sweep.py`` (which CI runs over 300 configurations)
 over ``--n`` random legal configurations (default 5,000): for each, every algorithm of
-``convjax.conv.ALGORITHMS`` computes the output and the vector-Jacobian product of a
+``convjax.convolution.ALGORITHMS`` computes the output and the vector-Jacobian product of a
 random cotangent in float64, compared with the numpy loop of ``tests/reference.py`` and
 its exact adjoint (tolerances: see the test module). Illegal configurations drawn on
 the way must be refused by every algorithm.

@@ -37,10 +37,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-import convjax  # noqa: E402
+import convjax
 
 #: Keys of every ``metrics.json`` (and of the dict ``main`` returns).
 METRICS_KEYS = (

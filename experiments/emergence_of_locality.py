@@ -32,14 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402  (selects the Agg backend before pyplot)
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import common
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
 
-from convjax import data, measures, nn, train  # noqa: E402
+from convjax import data, measures, nn, train
 
 NAME = "emergence_of_locality"
 DATASETS = ("nlgp", "clone")

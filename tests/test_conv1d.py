@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import convjax
 from convjax import conv1d
-from convjax.conv import ALGORITHMS
+from convjax.convolution import ALGORITHMS
 
 HIGHEST = jax.lax.Precision.HIGHEST
 RTOL64 = 1e-12
@@ -348,8 +348,8 @@ def test_docstring_examples_run():
     interpreter without x64 (their printed dtypes are float32)."""
     code = (
         "import doctest, sys\n"
-        "import convjax.conv, convjax.geometry, convjax.signal, convjax.tying\n"
-        "mods = (convjax.conv, convjax.geometry, convjax.signal, convjax.tying)\n"
+        "import convjax.convolution, convjax.geometry, convjax.signal, convjax.tying\n"
+        "mods = (convjax.convolution, convjax.geometry, convjax.signal, convjax.tying)\n"
         "res = [doctest.testmod(m, optionflags=doctest.NORMALIZE_WHITESPACE) for m in mods]\n"
         "print(sum(r.attempted for r in res), sum(r.failed for r in res))\n"
         "sys.exit(1 if any(r.failed for r in res) else 0)\n"

@@ -2,7 +2,7 @@
 
 For each random configuration (``reference.draw_config``: every padding name, an int or a
 pair, every padding mode, flip, groups, stride, dilation, batch axes, short and long
-signals; float64), every algorithm of ``convjax.conv.ALGORITHMS`` computes
+signals; float64), every algorithm of ``convjax.convolution.ALGORITHMS`` computes
 ``y = conv1d(x, w)`` and the vector-Jacobian product ``(dx, dw)`` of a random cotangent
 ``g``; the references are ``reference.conv1d`` and its exact adjoint loop
 ``reference.conv1d_vjp`` (sums of products, no finite differences). An illegal draw
@@ -50,7 +50,7 @@ import pytest
 import reference as ref
 
 from convjax import conv1d
-from convjax.conv import ALGORITHMS
+from convjax.convolution import ALGORITHMS
 
 HIGHEST = jax.lax.Precision.HIGHEST
 RTOL = 1e-12

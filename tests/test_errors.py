@@ -368,18 +368,18 @@ CASES = [
         r"conv_matrix: `max_bytes` must be an integer, got '1GB'",
     ),
     (
-        "conv_matrix in_length 0",
+        "conv_matrix in_shape 0",
         lambda w: conv_matrix(w, 0),
         (W,),
         ValueError,
-        r"conv_matrix: `in_length` must be an integer >= 1, got 0",
+        r"conv_matrix: `in_shape` must be an integer >= 1, got 0",
     ),
     (
-        "conv_matrix in_length 2.5",
+        "conv_matrix in_shape 2.5",
         lambda w: conv_matrix(w, 2.5),
         (W,),
         TypeError,
-        r"conv_matrix: `in_length` must be an integer, got 2\.5",
+        r"conv_matrix: `in_shape` must be an integer, got 2\.5",
     ),
     (
         "conv_matrix w rank 2",
@@ -476,7 +476,7 @@ def test_traced_size_is_a_type_error():
 
 
 @pytest.mark.parametrize(
-    "filter_shape, in_length, exc, match",
+    "filter_shape, in_shape, exc, match",
     [
         (
             (3.5, 1, 1),
@@ -495,13 +495,13 @@ def test_traced_size_is_a_type_error():
         ((3, 1), 5, ValueError, r"conv_structure: `w` must have rank 3"),
         ((0, 1, 1), 5, ValueError, r"conv_structure: `w` must have no zero-sized axis"),
         ((-1, 1, 1), 5, ValueError, r"conv_structure: `w\.shape\[0\]` must be an integer >= 0"),
-        ((3, 1, 1), 5.0, TypeError, r"conv_structure: `in_length` must be an integer, got 5\.0"),
+        ((3, 1, 1), 5.0, TypeError, r"conv_structure: `in_shape` must be an integer, got 5\.0"),
         ((3, 1, 1), 2, ValueError, r"conv_structure: the kernel is longer"),
     ],
 )
-def test_conv_structure_errors(filter_shape, in_length, exc, match):
+def test_conv_structure_errors(filter_shape, in_shape, exc, match):
     with pytest.raises(exc, match=match):
-        conv_structure(filter_shape, in_length)
+        conv_structure(filter_shape, in_shape)
 
 
 S = conv_structure((3, 1, 4), 6, groups=2, padding="same")  # Lout=6, T is (24, 12)

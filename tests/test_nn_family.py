@@ -439,19 +439,17 @@ def test_twin_of_a_model_keeps_the_other_layers():
     model = _model()
     twin = nn.twin(model, "dense")
     inner = nn.layers.Serial
-    subs = twin.init.__self__.layers
-    orig = model.init.__self__.layers
+    subs = twin.spec.layers
+    orig = model.spec.layers
     assert subs[1] is orig[1] and subs[3] is orig[3] and subs[7] is orig[7]
     assert nn.linear_spec(subs[0]).kind == "dense"
-    assert isinstance(subs[2].init.__self__, inner)
-    assert nn.linear_spec(subs[2].init.__self__.layers[0]).kind == "dense"
+    assert isinstance(subs[2].spec, inner)
+    assert nn.linear_spec(subs[2].spec.layers[0]).kind == "dense"
     # twin back: the conv model again (equal specs)
-    back = nn.twin(twin, "conv").init.__self__.layers
+    back = nn.twin(twin, "conv").spec.layers
     assert nn.linear_spec(back[0]) == nn.linear_spec(orig[0])
     assert nn.linear_spec(back[4]) == nn.linear_spec(orig[4])
-    assert nn.linear_spec(back[2].init.__self__.layers[0]) == nn.linear_spec(
-        orig[2].init.__self__.layers[0]
-    )
+    assert nn.linear_spec(back[2].spec.layers[0]) == nn.linear_spec(orig[2].spec.layers[0])
 
 
 def test_whole_model_errors():

@@ -160,7 +160,7 @@ def test_nested_vmap():
 @pytest.mark.parametrize("algorithm", CORE_ALGORITHMS)
 def test_every_forward_algorithm_inside_the_primitive(algorithm):
     rng = np.random.default_rng(6)
-    spec = Spec(stride=2, dilation=2, groups=2, pad_lo=1, pad_hi=3, out_length=9)
+    spec = Spec(stride=(2,), dilation=(2,), groups=2, pads=((1, 3),), out_shape=(9,))
     x = rng.standard_normal((2, 17, 4))
     w = rng.standard_normal((3, 2, 6))
     f = functools.partial(primitive.conv, spec=spec, precision=HIGHEST, algorithm=algorithm)

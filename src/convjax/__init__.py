@@ -3,11 +3,14 @@ structural zeros, made exact and usable in JAX.
 
 Public API:
 
-* :func:`conv1d` -- the layer op (cross-correlation by default, ``flip=True`` for
-  true convolution), channels-last ``(..., L, Cin)``.
+* :func:`conv` -- the layer op over ``N`` spatial axes (cross-correlation by
+  default, ``flip=True`` for true convolution), channels-last ``(..., *spatial, Cin)``;
+  :func:`conv1d` and :func:`conv2d` fix ``N`` to 1 and 2.
+* :func:`locally_connected`, :func:`locally_connected1d` -- the untied twins.
 * :func:`convolve`, :func:`correlate` -- 1-D signal ops with numpy's semantics.
 * :func:`conv_matrix`, :func:`conv_matrix_sparse` -- the dense (or sparse) matrix
-  ``T(w)`` with ``T(w) @ x.ravel() == conv1d(x, w).ravel()``.
+  ``T(w)`` with ``T(w) @ x.ravel() == conv(x, w).ravel()`` (doubly block Toeplitz
+  in 2-D).
 * :func:`conv_structure` -- the tying structure behind ``T``: masks, the adjoint
   (sums copies), the nearest filter (averages copies), the locally connected view.
 """
@@ -23,7 +26,10 @@ from typing import TYPE_CHECKING
 #: script pays only for what it uses.
 _SUBMODULES = ("data", "measures", "nn", "stats", "train")
 _NAMES = {
-    "conv1d": "convjax.conv",
+    "conv": "convjax.convolution",
+    "conv1d": "convjax.convolution",
+    "conv2d": "convjax.convolution",
+    "locally_connected": "convjax.local",
     "ConvOptions": "convjax.geometry",
     "Geometry": "convjax.geometry",
     "conv_options": "convjax.geometry",
@@ -39,9 +45,9 @@ _NAMES = {
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from convjax import data, measures, nn, stats, train
-    from convjax.conv import conv1d
+    from convjax.convolution import conv, conv1d, conv2d
     from convjax.geometry import ConvOptions, Geometry, conv_options
-    from convjax.local import locally_connected1d
+    from convjax.local import locally_connected, locally_connected1d
     from convjax.signal import convolve, correlate
     from convjax.tying import (
         DEFAULT_MAX_BYTES,
@@ -74,7 +80,9 @@ __all__ = [
     "ConvOptions",
     "ConvStructure",
     "Geometry",
+    "conv",
     "conv1d",
+    "conv2d",
     "conv_matrix",
     "conv_matrix_sparse",
     "conv_options",
@@ -82,6 +90,7 @@ __all__ = [
     "convolve",
     "correlate",
     "data",
+    "locally_connected",
     "locally_connected1d",
     "measures",
     "nn",

@@ -1,32 +1,36 @@
-"""The exact algorithms behind :func:`convjax.conv1d` and the ``"auto"`` rule.
+"""The exact algorithms behind :func:`convjax.conv` and the ``"auto"`` rule.
 
-Every algorithm computes the same thing, a VALID cross-correlation of an input that
-is already padded (or, for ``padding_mode="zeros"``, is padded by the algorithm
-itself, see :class:`Spec`) with a filter that is already flipped:
+Every algorithm computes the same thing, a VALID cross-correlation over ``N >= 1``
+spatial axes of an input that is already padded (or, for ``padding_mode="zeros"``,
+is padded by the algorithm itself, see :class:`Spec`) with a filter that is already
+flipped:
 
     ``y[b, o, co] = sum_{k, a} xp[b, o*stride + k*dilation, h*cig + a] * w[k, a, co]``
 
-for ``co`` in group ``h`` (``cig = Cin // groups``). Shapes: ``xp`` is
-``(B, Lp, Cin)``, ``w`` is ``(K, Cin // groups, Cout)``, ``y`` is ``(B, Lout, Cout)``.
+for ``co`` in group ``h`` (``cig = Cin // groups``), with ``o``, ``k``, ``stride``
+and ``dilation`` per-axis tuples (the products taken axis by axis). Shapes: ``xp``
+is ``(B, *Lp, Cin)``, ``w`` is ``(*K, Cin // groups, Cout)``, ``y`` is
+``(B, *Lout, Cout)``.
 
 =============  ===================================================================
 ``"xla"``      ``lax.conv_general_dilated``.
-``"direct"``   one shifted (strided) slice of the input per tap, times the tap's
-               ``(Cin/g, Cout)`` block, summed: K matmuls (or, with one input
-               channel per group, K elementwise multiply-adds, which XLA fuses into
-               one loop over the output).
-``"matmul"``   im2col: the K shifted slices side by side, ``(B*Lout, K*Cin/g)``,
-               times the filter matrix ``(K*Cin/g, Cout)``: one matmul per group.
-``"fft"``      real FFT. A circular correlation of length ``N >= Lp`` is exact on
-               the valid outputs, so one FFT of the fast length (2^a 3^b 5^c)
-               ``N >= Lp`` suffices; for long signals with a comparatively short
-               filter, overlap-save blocks (the dual of overlap-add) of a
-               power-of-two length chosen by an operation count. Strided outputs
-               are computed at full rate and subsampled.
+``"direct"``   one shifted (strided) slice of the input per kernel position, times
+               that position's ``(Cin/g, Cout)`` block, summed: ``prod(K)``
+               matmuls (or, with one input channel per group, elementwise
+               multiply-adds, which XLA fuses into one loop over the output).
+``"matmul"``   im2col: the ``prod(K)`` shifted slices side by side,
+               ``(B*prod(Lout), prod(K)*Cin/g)``, times the filter matrix: one
+               matmul per group.
+``"fft"``      real FFT. A circular correlation of length ``N_a >= Lp_a`` on every
+               axis is exact on the valid outputs, so one N-D transform of fast
+               lengths (2^a 3^b 5^c) suffices; for long 1-D signals with a
+               comparatively short filter, overlap-save blocks (the dual of
+               overlap-add) of a power-of-two length chosen by an operation count.
+               Strided outputs are computed at full rate and subsampled.
+``"dense"``    the matrix ``T(w)`` of :func:`convjax.conv_matrix` times the
+               flattened input (:func:`dense_matrix`, :func:`conv_dense`); a
+               reference, quadratic in the number of positions.
 =============  ===================================================================
-
-The ``"dense"`` reference (the Toeplitz matrix of :func:`convjax.conv_matrix` times
-the input) lives in :mod:`convjax.conv` because it needs :mod:`convjax.tying`.
 
 Gradients. :func:`conv_core` differentiates the named algorithm by plain autodiff
 (a reference route). ``"auto"`` on CPU evaluates through the primitive of
@@ -35,23 +39,26 @@ derivative a forward convolution in the standard layout (fast inside compiled
 loops); off CPU it is XLA's convolution and XLA's autodiff.
 
 The ``"auto"`` rule (:func:`choose`) is a fixed, documented function of the backend
-and the static shapes, calibrated once by ``benchmarks/bench_conv1d.py``; nothing is
-timed at call time and nothing is cached, so it is safe under ``jit``.
+and the static shapes, calibrated once by ``benchmarks/bench_conv1d.py`` for 1-D;
+nothing is timed at call time and nothing is cached, so it is safe under ``jit``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-#: The algorithm names :func:`convjax.conv1d` accepts.
+#: The algorithm names :func:`convjax.conv` accepts.
 ALGORITHMS = ("auto", "xla", "direct", "fft", "matmul", "dense")
 
-#: The algorithms implemented here (``"dense"`` is in :mod:`convjax.conv`).
+#: The algorithms of a valid cross-correlation of a padded input (``"dense"`` works
+#: on the unpadded input, through the geometry's tables).
 CORE_ALGORITHMS = ("xla", "direct", "fft", "matmul")
 
 
@@ -59,19 +66,26 @@ CORE_ALGORITHMS = ("xla", "direct", "fft", "matmul")
 class Spec:
     """Static description of a valid cross-correlation (hashable, jit-static).
 
+    Every field but ``groups`` is a tuple with one entry per spatial axis.
+
     Attributes:
-      stride, dilation, groups: as in :func:`convjax.conv1d`.
-      pad_lo, pad_hi: zeros the algorithm adds before / after the input (nonzero
-        only for ``padding_mode="zeros"``; other modes are padded beforehand).
-      out_length: ``Lout``.
+      stride, dilation: as in :func:`convjax.conv`.
+      groups: the channel group count.
+      pads: ``((lo, hi), ...)``: zeros the algorithm adds before / after the input
+        on each axis (nonzero only for ``padding_mode="zeros"``; other modes are
+        padded beforehand).
+      out_shape: ``(Lout1, ..., LoutN)``.
     """
 
-    stride: int
-    dilation: int
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
     groups: int
-    pad_lo: int
-    pad_hi: int
-    out_length: int
+    pads: tuple[tuple[int, int], ...]
+    out_shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.out_shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,16 +111,29 @@ def compute_dtype(dtype):
 
 
 def _zero_pad(x, spec: Spec):
-    if spec.pad_lo == 0 and spec.pad_hi == 0:
+    """Pads the spatial axes of ``(B, *L, C)`` with the zeros of ``spec.pads``."""
+    if not any(lo or hi for lo, hi in spec.pads):
         return x
-    return jnp.pad(x, ((0, 0), (spec.pad_lo, spec.pad_hi), (0, 0)))
+    return jnp.pad(x, ((0, 0), *spec.pads, (0, 0)))
 
 
-def tap(xp, k: int, spec: Spec):
-    """``(B, Lout, Cin)``: the input positions read by tap ``k``."""
-    start = k * spec.dilation
-    stop = start + (spec.out_length - 1) * spec.stride + 1
-    return jax.lax.slice_in_dim(xp, start, stop, stride=spec.stride, axis=1)
+def tap(xp, k: tuple[int, ...], spec: Spec):
+    """``(B, *Lout, C)``: the input positions read by kernel position ``k``."""
+    start = [0] + [kk * d for kk, d in zip(k, spec.dilation, strict=True)] + [0]
+    stop = (
+        [xp.shape[0]]
+        + [
+            s0 + (lo - 1) * st + 1
+            for s0, lo, st in zip(start[1:-1], spec.out_shape, spec.stride, strict=True)
+        ]
+        + [xp.shape[-1]]
+    )
+    return jax.lax.slice(xp, start, stop, (1, *spec.stride, 1))
+
+
+def kernel_positions(kernel_shape):
+    """Every kernel position, row-major."""
+    return itertools.product(*(range(k) for k in kernel_shape))
 
 
 def _with_compute_dtype(fn):
@@ -123,9 +150,20 @@ def _with_compute_dtype(fn):
     return wrapped
 
 
+def dimension_numbers(ndim: int) -> jax.lax.ConvDimensionNumbers:
+    """Channels-last dimension numbers of ``lax.conv_general_dilated`` for ``ndim``
+    spatial axes: input and output ``(B, *spatial, C)``, filter ``(*K, Cin/g, Cout)``."""
+    spatial = tuple(range(1, ndim + 1))
+    return jax.lax.ConvDimensionNumbers(
+        lhs_spec=(0, ndim + 1, *spatial),
+        rhs_spec=(ndim + 1, ndim, *range(ndim)),
+        out_spec=(0, ndim + 1, *spatial),
+    )
+
+
 # ---------------------------------------------------------------------------
-# the algorithms: (x, w, spec, precision) -> y, shapes (B, L, Cin), (K, Cin/g, Cout)
-# -> (B, Lout, Cout)
+# the algorithms: (x, w, spec, precision) -> y, shapes (B, *L, Cin),
+# (*K, Cin/g, Cout) -> (B, *Lout, Cout)
 
 
 def conv_xla(x, w, spec: Spec, precision):
@@ -133,10 +171,10 @@ def conv_xla(x, w, spec: Spec, precision):
     return jax.lax.conv_general_dilated(
         x,
         w,
-        window_strides=(spec.stride,),
-        padding=[(spec.pad_lo, spec.pad_hi)],
-        rhs_dilation=(spec.dilation,),
-        dimension_numbers=("NWC", "WIO", "NWC"),
+        window_strides=spec.stride,
+        padding=list(spec.pads),
+        rhs_dilation=spec.dilation,
+        dimension_numbers=dimension_numbers(spec.ndim),
         feature_group_count=spec.groups,
         precision=precision,
     )
@@ -146,42 +184,44 @@ def conv_xla(x, w, spec: Spec, precision):
 def conv_direct(x, w, spec: Spec, precision):
     """Shifted multiply-adds (one input channel per group) or shifted matmuls."""
     xp = _zero_pad(x, spec)
-    K, cig, cout = w.shape
+    cig, cout = w.shape[-2:]
     g = spec.groups
     cog = cout // g
-    B, lout = xp.shape[0], spec.out_length
+    lead = (xp.shape[0], *spec.out_shape)
     y = None
-    for k in range(K):
-        xk = tap(xp, k, spec).reshape(B, lout, g, cig)
+    for k in kernel_positions(w.shape[:-2]):
+        xk = tap(xp, k, spec).reshape(*lead, g, cig)
         wk = w[k].reshape(cig, g, cog)
         if cig == 1:
-            term = xk * wk.reshape(1, 1, g, cog)
+            term = xk * wk.reshape(*(1,) * len(lead), g, cog)
         elif g == 1:
-            term = jnp.einsum("bla,ac->blc", xk[:, :, 0], wk[:, 0], precision=precision)
-            term = term.reshape(B, lout, 1, cog)
+            term = jnp.einsum("...a,ac->...c", xk[..., 0, :], wk[:, 0], precision=precision)
+            term = term.reshape(*lead, 1, cog)
         else:
-            term = jnp.einsum("blga,agc->blgc", xk, wk, precision=precision)
+            term = jnp.einsum("...ga,agc->...gc", xk, wk, precision=precision)
         y = term if y is None else y + term
-    assert y is not None  # K >= 1
-    return y.reshape(B, lout, cout)
+    assert y is not None  # every kernel axis >= 1
+    return y.reshape(*lead, cout)
 
 
 @_with_compute_dtype
 def conv_matmul(x, w, spec: Spec, precision):
-    """im2col: ``(B*Lout, K*Cin/g)`` patches times ``(K*Cin/g, Cout)``."""
+    """im2col: ``(B*prod(Lout), prod(K)*Cin/g)`` patches times ``(prod(K)*Cin/g, Cout)``."""
     xp = _zero_pad(x, spec)
-    K, cig, cout = w.shape
+    cig, cout = w.shape[-2:]
+    T = math.prod(w.shape[:-2])
     g = spec.groups
     cog = cout // g
-    B, lout = xp.shape[0], spec.out_length
+    lead = (xp.shape[0], *spec.out_shape)
+    positions = list(kernel_positions(w.shape[:-2]))
     if g == 1:
-        patches = jnp.concatenate([tap(xp, k, spec) for k in range(K)], axis=-1)
-        return jnp.einsum("blk,kc->blc", patches, w.reshape(K * cig, cout), precision=precision)
-    taps = [tap(xp, k, spec).reshape(B, lout, g, 1, cig) for k in range(K)]
-    patches = jnp.concatenate(taps, axis=3)  # (B, Lout, g, K, cig)
-    wg = w.reshape(K, cig, g, cog)
-    y = jnp.einsum("blgka,kagc->blgc", patches, wg, precision=precision)
-    return y.reshape(B, lout, cout)
+        patches = jnp.concatenate([tap(xp, k, spec) for k in positions], axis=-1)
+        return jnp.einsum("...k,kc->...c", patches, w.reshape(T * cig, cout), precision=precision)
+    taps = [tap(xp, k, spec).reshape(*lead, g, 1, cig) for k in positions]
+    patches = jnp.concatenate(taps, axis=-2)  # (B, *Lout, g, T, cig)
+    wg = w.reshape(T, cig, g, cog)
+    y = jnp.einsum("...gka,kagc->...gc", patches, wg, precision=precision)
+    return y.reshape(*lead, cout)
 
 
 def fast_length(n: int) -> int:
@@ -202,7 +242,7 @@ def fast_length(n: int) -> int:
 
 
 def fft_plan(padded_length: int, effective_kernel: int) -> tuple[int, int]:
-    """``(N, M)``: FFT length and valid outputs per block for :func:`conv_fft`.
+    """``(N, M)``: FFT length and valid outputs per block for :func:`conv_fft` (1-D).
 
     ``M = 0`` means one FFT of the fast length ``N >= Lp`` over the whole signal;
     otherwise overlap-save blocks of length ``N`` (a power of two) each give
@@ -227,47 +267,58 @@ def fft_plan(padded_length: int, effective_kernel: int) -> tuple[int, int]:
 
 
 def _count_dtype(most: int):
-    """The narrowest unsigned type whose wrap-around differences count up to ``most``."""
+    """The narrowest unsigned type whose wrap-around sums count up to ``most`` exactly."""
     for dtype in (jnp.uint8, jnp.uint16):
         if most <= jnp.iinfo(dtype).max:
             return dtype
     return jnp.uint32
 
 
-def reads_nonfinite(x, K: int, spec: Spec):
-    """``(B, Lout, groups)`` bool: whether output ``o`` of group ``h`` reads a NaN or
-    infinity of ``x`` (``(B, L, Cin)``) through any of its ``K`` taps, i.e. whether
-    its receptive field holds one. Exact integer counts: without dilation a
-    cumulative sum read at the window ends; with dilation the sum of the K taps.
-    Linear in the input length.
+def _window_count(c, axis: int, K: int, stride: int, dilation: int, out: int):
+    """Along ``axis`` of the int array ``c``: for each of ``out`` strided outputs, the
+    sum of ``c`` over its ``K`` dilated taps. Without dilation a cumulative sum read
+    at the window ends; with dilation the sum of the K taps. Exact integers, also in
+    a narrow unsigned type: sums and differences wrap modulo ``2**bits``, which leaves
+    every window sum below ``2**bits`` exact (see :func:`reads_nonfinite`)."""
+    if dilation == 1:
+        pad = [(0, 0)] * c.ndim
+        pad[axis] = (1, 0)
+        cs = jnp.pad(jax.lax.cumsum(c, axis=axis), pad)
+        hi = jax.lax.slice_in_dim(cs, K, K + (out - 1) * stride + 1, stride=stride, axis=axis)
+        lo = jax.lax.slice_in_dim(cs, 0, (out - 1) * stride + 1, stride=stride, axis=axis)
+        return hi - lo
+    total = None
+    for k in range(K):
+        start = k * dilation
+        term = jax.lax.slice_in_dim(c, start, start + (out - 1) * stride + 1, stride, axis=axis)
+        total = term if total is None else total + term
+    return total
 
-    The counts are kept in the narrowest unsigned type that holds ``K`` (``uint8``
-    for ``K <= 255``): a window count is at most ``K``, and the difference of two
-    cumulative sums taken modulo ``2**bits`` equals the true count whenever the
-    count is below ``2**bits``, so wrap-around is harmless. This keeps the mask's
-    working memory a quarter of the input's (float32) or less, part of the memory
-    bound of ``docs/speed.md``.
-    """
-    B, _, cin = x.shape
-    g, d, s = spec.groups, spec.dilation, spec.stride
-    cdt = _count_dtype(K)
-    bad = jnp.any(~jnp.isfinite(x).reshape(B, -1, g, cin // g), axis=-1)
-    bad = _zero_pad(bad.astype(cdt), spec)  # (B, Lp, g)
-    lout = spec.out_length
-    if d == 1:
-        c = jnp.pad(jax.lax.cumsum(bad, axis=1), ((0, 0), (1, 0), (0, 0)))
-        hi = jax.lax.slice_in_dim(c, K, K + (lout - 1) * s + 1, stride=s, axis=1)
-        lo = jax.lax.slice_in_dim(c, 0, (lout - 1) * s + 1, stride=s, axis=1)
-        return (hi - lo) != 0
-    total = tap(bad, 0, spec)
-    for k in range(1, K):
-        total = total + tap(bad, k, spec)
-    return total != 0
+
+def reads_nonfinite(x, kernel_shape, spec: Spec):
+    """``(B, *Lout, groups)`` bool: whether output ``o`` of group ``h`` reads a NaN or
+    infinity of ``x`` (``(B, *L, Cin)``) through any of its taps, i.e. whether its
+    receptive field holds one. The tap set is a product of per-axis windows, so the
+    count is a window sum along each spatial axis in turn: exact integer counts,
+    linear in the input size.
+
+    A count is at most the number of taps ``prod(kernel_shape)``, so it is kept in the
+    narrowest unsigned type that holds that number (``uint8`` up to 255 taps): the
+    cumulative sums wrap modulo ``2**bits`` but their differences, the window counts,
+    are exact. The mask's working memory is then a quarter of a float32 input's or
+    less (the memory bound of ``docs/speed.md``)."""
+    cin = x.shape[-1]
+    g = spec.groups
+    bad = jnp.any(~jnp.isfinite(x).reshape(*x.shape[:-1], g, cin // g), axis=-1)
+    count = _zero_pad(bad.astype(_count_dtype(math.prod(_axes(kernel_shape)))), spec)
+    for a, K in enumerate(_axes(kernel_shape)):
+        count = _window_count(count, a + 1, K, spec.stride[a], spec.dilation[a], spec.out_shape[a])
+    return count != 0
 
 
 @_with_compute_dtype
 def conv_fft(x, w, spec: Spec, precision):
-    """Real FFT (one fast-length transform, or overlap-save blocks).
+    """Real FFT (one fast-length N-D transform, or overlap-save blocks in 1-D).
 
     Non-finite inputs stay local, as with XLA: the transform runs on ``x`` with its
     NaN/inf entries set to zero, and the outputs whose receptive field holds one are
@@ -284,54 +335,74 @@ def conv_fft(x, w, spec: Spec, precision):
 
 
 def _fft_masked(x, w, spec: Spec, precision):
-    """The FFT route for an input holding NaN or infinity: zeros in their place, NaN
-    at the outputs whose receptive field holds one."""
-    bad = reads_nonfinite(x, w.shape[0], spec)
+    """The FFT route for an input holding NaN or infinity (the branch
+    :func:`conv_fft` takes only then, so that a finite input pays for neither the
+    mask nor the copy): zeros in their place, NaN at the outputs whose receptive
+    field holds one."""
+    bad = reads_nonfinite(x, w.shape[:-2], spec)
     x = jnp.where(jnp.isfinite(x), x, jnp.zeros((), x.dtype))
     y = _fft_finite(x, w, spec, precision)
-    B, lout, cout = y.shape
-    bad = jnp.repeat(bad, cout // spec.groups, axis=-1)
+    bad = jnp.repeat(bad, y.shape[-1] // spec.groups, axis=-1)
     return jnp.where(bad, jnp.full((), jnp.nan, y.dtype), y)
+
+
+def _dilate(w, dilation):
+    """The dilated filter ``(*E, cig, Cout)``: zeros between taps on every axis."""
+    cfg = [(0, 0, d - 1) for d in dilation] + [(0, 0, 0), (0, 0, 0)]
+    return jax.lax.pad(w, jnp.zeros((), w.dtype), cfg)
+
+
+def _channel_mix(X, H, groups: int, precision):
+    """Per frequency, ``(B, ..., Cin)`` spectra times ``(..., cig, Cout)`` filters."""
+    cig, cout = H.shape[-2:]
+    cin = X.shape[-1]
+    if cig == 1 and groups == cout:  # depthwise / single channel: elementwise
+        Hd = H[..., 0, :]
+        return X * Hd.reshape((1,) * (X.ndim - Hd.ndim) + Hd.shape)
+    if groups == 1:
+        return jnp.einsum("b...a,...ac->b...c", X, H, precision=precision)
+    Y = jnp.einsum(
+        "b...ga,...agc->b...gc",
+        X.reshape(*X.shape[:-1], groups, cin // groups),
+        H.reshape(*H.shape[:-2], cig, groups, cout // groups),
+        precision=precision,
+    )
+    return Y.reshape(*Y.shape[:-2], cout)
 
 
 def _fft_finite(x, w, spec: Spec, precision):
     """The FFT route proper, for finite ``x``."""
     xp = _zero_pad(x, spec)
-    K, cig, cout = w.shape
-    g, d = spec.groups, spec.dilation
-    cog = cout // g
-    B, lp = xp.shape[0], xp.shape[1]
-    e = d * (K - 1) + 1
-    lv = lp - e + 1  # valid outputs at stride 1
-    # the dilated filter, (E, cig, Cout), zeros between taps
-    h = jax.lax.pad(w, jnp.zeros((), w.dtype), [(0, 0, d - 1), (0, 0, 0), (0, 0, 0)])
-    n, m = fft_plan(lp, e)
-    if m == 0:
-        frames = xp[:, None]  # (B, 1, Lp, Cin)
-        m = lv
-    else:
-        nb = -(-lv // m)
-        xpad = jnp.pad(xp, ((0, 0), (0, (nb + 1) * m - lp), (0, 0)))
-        blocks = xpad.reshape(B, nb + 1, m, xp.shape[2])
-        frames = jnp.concatenate([blocks[:, :nb], blocks[:, 1:, : e - 1]], axis=2)
+    h = _dilate(w, spec.dilation)
+    eff = h.shape[:-2]
+    if spec.ndim == 1:
+        n, m = fft_plan(xp.shape[1], eff[0])
+        if m:
+            return _overlap_save(xp, h, spec, n, m, precision)
+    n_ax = spec.ndim
+    axes = tuple(range(1, n_ax + 1))
+    lengths = tuple(fast_length(lp) for lp in xp.shape[1:-1])
+    X = jnp.fft.rfftn(xp, s=lengths, axes=axes)  # (B, *F, Cin)
+    H = jnp.conj(jnp.fft.rfftn(h, s=lengths, axes=tuple(range(n_ax))))  # (*F, cig, Cout)
+    y = jnp.fft.irfftn(_channel_mix(X, H, spec.groups, precision), s=lengths, axes=axes)
+    stops = [(o - 1) * s + 1 for o, s in zip(spec.out_shape, spec.stride, strict=True)]
+    return jax.lax.slice(y, [0] * y.ndim, [y.shape[0], *stops, y.shape[-1]], (1, *spec.stride, 1))
+
+
+def _overlap_save(xp, h, spec: Spec, n: int, m: int, precision):
+    """1-D overlap-save: blocks of length ``n`` each giving ``m`` valid outputs."""
+    B, lp, cin = xp.shape
+    e = h.shape[0]
+    nb = -(-(lp - e + 1) // m)
+    xpad = jnp.pad(xp, ((0, 0), (0, (nb + 1) * m - lp), (0, 0)))
+    blocks = xpad.reshape(B, nb + 1, m, cin)
+    frames = jnp.concatenate([blocks[:, :nb], blocks[:, 1:, : e - 1]], axis=2)
     X = jnp.fft.rfft(frames, n=n, axis=2)  # (B, nb, F, Cin)
     H = jnp.conj(jnp.fft.rfft(h, n=n, axis=0))  # (F, cig, Cout)
-    nb_, f = X.shape[1], X.shape[2]
-    if cig == 1 and g == cout:  # depthwise / single channel: elementwise
-        Y = X * H.reshape(1, 1, f, cout)
-    elif g == 1:
-        Y = jnp.einsum("bnfa,fac->bnfc", X, H, precision=precision)
-    else:
-        Y = jnp.einsum(
-            "bnfga,fagc->bnfgc",
-            X.reshape(B, nb_, f, g, cig),
-            H.reshape(f, cig, g, cog),
-            precision=precision,
-        ).reshape(B, nb_, f, cout)
-    y = jnp.fft.irfft(Y, n=n, axis=2)[:, :, :m]  # (B, nb, M, Cout)
-    y = y.reshape(B, nb_ * m, cout)
-    stop = (spec.out_length - 1) * spec.stride + 1
-    return jax.lax.slice_in_dim(y, 0, stop, stride=spec.stride, axis=1)
+    y = jnp.fft.irfft(_channel_mix(X, H, spec.groups, precision), n=n, axis=2)[:, :, :m]
+    y = y.reshape(B, nb * m, y.shape[-1])
+    stop = (spec.out_shape[0] - 1) * spec.stride[0] + 1
+    return jax.lax.slice_in_dim(y, 0, stop, stride=spec.stride[0], axis=1)
 
 
 IMPLS = {"xla": conv_xla, "direct": conv_direct, "matmul": conv_matmul, "fft": conv_fft}
@@ -342,16 +413,92 @@ def conv_core(x, w, spec: Spec, *, algorithm: str, precision=None):
     of that algorithm (the loop-safe rules are in :mod:`convjax.primitive`).
 
     Args:
-      x: ``(B, L, Cin)``, padded already unless ``spec.pad_lo/pad_hi`` say otherwise.
-      w: ``(K, Cin // groups, Cout)``, already flipped for a true convolution.
+      x: ``(B, *L, Cin)``, padded already unless ``spec.pads`` say otherwise.
+      w: ``(*K, Cin // groups, Cout)``, already flipped for a true convolution.
       spec: the static :class:`Spec`.
       algorithm: one of :data:`CORE_ALGORITHMS`.
       precision: passed to every matmul / XLA convolution.
 
     Returns:
-      ``(B, Lout, Cout)`` in the dtype of ``x``.
+      ``(B, *Lout, Cout)`` in the dtype of ``x``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> spec = Spec(stride=(1,), dilation=(1,), groups=1, pads=((0, 0),), out_shape=(2,))
+      >>> x = jnp.array([1., 2., 3., 4.]).reshape(1, 4, 1)
+      >>> w = jnp.array([5., 6., 7.]).reshape(3, 1, 1)
+      >>> conv_core(x, w, spec, algorithm="direct")[0, :, 0]
+      Array([38., 56.], dtype=float32)
     """
     return IMPLS[algorithm](x, w, spec, precision)
+
+
+# ---------------------------------------------------------------------------
+# the "dense" reference: the tap tables of a Geometry scattered into a matrix
+
+
+def expand_groups(w, groups: int):
+    """``(..., Cin//g, Cout)`` -> ``(..., Cout, Cin)``: the channel block of each tap,
+    zeros between groups (block diagonal)."""
+    cig, cout = w.shape[-2:]
+    cog = cout // groups
+    lead = w.shape[:-2]
+    wg = w.reshape(*lead, cig, groups, cog)  # (..., a, h, b): out channel h*cog+b
+    eye = jnp.eye(groups, dtype=w.dtype)
+    full = jnp.einsum("...ahb,gh->...hbga", wg, eye)  # (..., h, b, g, a)
+    return full.reshape(*lead, cout, cig * groups)
+
+
+def incidences(geom) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The live taps of a :class:`~convjax.geometry.Geometry` as three int arrays
+    ``(o, i, k)`` of equal length: flattened output position ``o`` reads flattened
+    input position ``i`` through flattened kernel position ``k``."""
+    src = geom.tap_sources()
+    o, k = np.nonzero(src >= 0)
+    return o, src[o, k], k
+
+
+def scatter_blocks(geom, blocks):
+    """``(n_incidences, Cout, Cin)`` blocks -> the dense ``(Nout*Cout, Nin*Cin)`` matrix,
+    rows and columns row-major over (position, channel); blocks of one entry add."""
+    o, i, _ = incidences(geom)
+    cout, cin = blocks.shape[-2:]
+    t = jnp.zeros((geom.out_size, geom.in_size, cout, cin), blocks.dtype)
+    t = t.at[o, i].add(blocks)
+    return t.transpose(0, 2, 1, 3).reshape(geom.out_size * cout, geom.in_size * cin)
+
+
+def dense_matrix(w, geom, groups: int):
+    """``T(w)``: ``(*K, Cin//g, Cout)`` -> ``(prod(Lout)*Cout, prod(L)*Cin)``, the
+    matrix with ``T @ x.reshape(-1) == conv(x, w).reshape(-1)`` (``x`` of shape
+    ``(*L, Cin)``, the padding mode and flip included)."""
+    _, _, k = incidences(geom)
+    per_tap = expand_groups(w.reshape(geom.n_taps, *w.shape[-2:]), groups)
+    return scatter_blocks(geom, per_tap[k])
+
+
+def conv_dense(x, w, geom, groups: int, precision):
+    """``T(w) @ x`` per example, ``(B, *L, Cin)`` -> ``(B, *Lout, Cout)``.
+    Non-finite inputs stay local as with XLA: the product runs on ``x`` with NaN/inf
+    set to zero, and an output is NaN where the mask of ``T`` (its receptive field)
+    reaches a non-finite input."""
+    B, cin, cout = x.shape[0], x.shape[-1], w.shape[-1]
+    xf = x.reshape(B, -1)
+    finite = jnp.isfinite(xf)
+    t = dense_matrix(w, geom, groups)
+    y = jnp.einsum("rc,bc->br", t, jnp.where(finite, xf, 0), precision=precision)
+    mask = geom.position_mask()[:, None, :, None] & channel_mask(cin, cout, groups)[None, :, None]
+    mask = mask.reshape(t.shape)
+    reach = jnp.einsum("rc,bc->br", jnp.asarray(mask, jnp.float32), (~finite).astype(jnp.float32))
+    y = jnp.where(reach > 0, jnp.full((), jnp.nan, y.dtype), y)
+    return y.reshape(B, *geom.out_shape, cout)
+
+
+def channel_mask(cin: int, cout: int, groups: int) -> np.ndarray:
+    """``(Cout, Cin)`` bool: which channel pairs are connected (block diagonal)."""
+    co = np.arange(cout) // (cout // groups)
+    ci = np.arange(cin) // (cin // groups)
+    return co[:, None] == ci[None, :]
 
 
 # ---------------------------------------------------------------------------
@@ -372,30 +519,39 @@ def platform_of(x) -> str:
     return "gpu" if platform in ("cuda", "rocm", "gpu") else platform
 
 
+def _axes(v) -> tuple[int, ...]:
+    return (int(v),) if isinstance(v, (int, np.integer)) else tuple(int(a) for a in v)
+
+
 #: The weight-gradient route of CNN layers (more than one input channel per group) on
 #: CPU: ``"conv"`` (one forward convolution with the roles exchanged, see
-#: :mod:`convjax.primitive`) or ``"taps"`` (one matmul per tap).
+#: :mod:`convjax.primitive`) or ``"taps"`` (one matmul per kernel position).
 CNN_WEIGHT_GRADIENT = "conv"
 
 
-def weight_gradient_route(kernel_size: int, cig: int, dilation: int) -> str:
+def weight_gradient_route(kernel_shape, cig: int, dilation) -> str:
     """How the loop-safe rules of :mod:`convjax.primitive` compute a weight gradient.
 
-    ``"taps"``: one contraction per tap of the strided input slice with the cotangent
-    (``K`` dot products for one channel pair; ``O(K * B * Lout * cig * cog)`` work,
-    like the forward pass). ``"conv"``: one forward convolution with the roles of input
-    and filter exchanged, whose ``Lout``-long "filter" makes its own ``"auto"`` choice
-    (the FFT for one channel pair, ``O(L log L)`` whatever ``K``).
+    ``"taps"``: one contraction per kernel position of the strided input slice with
+    the cotangent (a dot product per channel pair for one channel; ``O(taps * B *
+    prod(Lout) * cig * cog)`` work, like the forward pass). ``"conv"``: one forward
+    convolution with the roles of input and filter exchanged, whose ``Lout``-sized
+    "filter" makes its own ``"auto"`` choice (the FFT for one channel pair, ``O(L log
+    L)`` whatever the kernel).
 
-    Rule, with ``E = dilation * (K - 1) + 1``: one input channel per group
-    (``cig == 1``: signals, depthwise and first layers) ``"taps"`` for ``E < 64``, else
-    ``"conv"``; CNN layers (``cig > 1``) :data:`CNN_WEIGHT_GRADIENT`.
+    Rule, with ``E = prod(dilation * (K - 1) + 1)`` the span of the dilated kernel:
+    one input channel per group (``cig == 1``: signals, images, depthwise and first
+    layers) ``"taps"`` for ``E < 64``, else ``"conv"``; CNN layers (``cig > 1``)
+    :data:`CNN_WEIGHT_GRADIENT`.
 
     Example:
       >>> weight_gradient_route(3, 1, 1), weight_gradient_route(255, 1, 1)
       ('taps', 'conv')
+      >>> weight_gradient_route((3, 3), 1, (1, 1))
+      'taps'
     """
-    e = dilation * (kernel_size - 1) + 1
+    ks, ds = _axes(kernel_shape), _axes(dilation)
+    e = math.prod(d * (k - 1) + 1 for k, d in zip(ks, ds, strict=True))
     if cig == 1:
         return "taps" if e < 64 else "conv"
     return CNN_WEIGHT_GRADIENT
@@ -404,37 +560,43 @@ def weight_gradient_route(kernel_size: int, cig: int, dilation: int) -> str:
 def choose(
     platform: str,
     *,
-    batch: int,
-    length: int,
+    length,
     in_channels: int,
     out_channels: int,
-    kernel_size: int,
-    dilation: int,
+    kernel_size,
+    dilation,
     groups: int,
 ) -> Choice:
     """The ``"auto"`` rule: which algorithms compute the forward pass and the gradients.
 
-    A fixed function of static facts, calibrated by ``benchmarks/bench_conv1d.py``
-    on a 2-core x86 CPU and kept conservative elsewhere (see ``docs/speed.md``).
-    With ``E = dilation*(K-1)+1`` the effective kernel length and ``cig``, ``cog``
-    the input and output channels per group:
+    A fixed function of static facts, calibrated for 1-D by
+    ``benchmarks/bench_conv1d.py`` on a 2-core x86 CPU and kept conservative
+    elsewhere (see ``docs/speed.md``). ``length``, ``kernel_size`` and ``dilation``
+    are ints (1-D) or per-axis tuples (the padded input shape, the kernel shape,
+    the dilations). With ``E = prod(dilation*(K-1)+1)`` the number of positions
+    the dilated kernel spans (the effective kernel length in 1-D), ``P =
+    prod(length)`` and ``cig``, ``cog`` the input and output channels per group:
 
     * not CPU (GPU, TPU): ``"xla"`` for the forward pass and the gradients (XLA's
       convolutions are the vendor libraries there), except one long single-channel
-      signal (``Cin == Cout == 1``, ``L >= 2**17``) with a long filter
+      signal (``Cin == Cout == 1``, ``P >= 2**17``) with a long filter
       (``E >= 128``): ``"fft"``.
     * CPU: the derivatives follow the rules of :mod:`convjax.primitive`
-      (``gradient="rules"``); the forward algorithm, with ``cig``/``cog`` the
-      channels per group: one channel pair per group (``cig == cog == 1``: a 1-D
-      signal, a batch of them, a depthwise layer) ``"direct"`` (K fused
-      multiply-adds) for ``E < 64``, ``"fft"`` for ``E >= 64``; one input channel
-      per group and more outputs (``cig == 1``), ``E < 64``: ``"direct"``;
-      otherwise (CNN layers) ``"xla"``.
+      (``gradient="rules"``); the forward algorithm: one channel pair per group
+      (``cig == cog == 1``: a signal or image, a batch of them, a depthwise
+      layer) ``"direct"`` (fused multiply-adds) for ``E < 64``, ``"fft"`` for
+      ``E >= 64``; one input channel per group and more outputs (``cig == 1``),
+      ``E < 64``: ``"direct"``; otherwise (CNN layers) ``"xla"``.
+
+    The same rule serves every rank; for ``N >= 2`` it is the 1-D rule read with
+    spans and sizes as products (not yet timed on images: ``docs/speed.md``).
     """
-    e = dilation * (kernel_size - 1) + 1
+    ks, ds, ls = _axes(kernel_size), _axes(dilation), _axes(length)
+    e = math.prod(d * (k - 1) + 1 for k, d in zip(ks, ds, strict=True))
+    size = math.prod(ls)
     cig, cog = in_channels // groups, out_channels // groups
     if platform != "cpu":
-        if in_channels == 1 and out_channels == 1 and e >= 128 and length >= 2**17:
+        if in_channels == 1 and out_channels == 1 and e >= 128 and size >= 2**17:
             return Choice("fft", "fft")
         return Choice("xla", "xla")
     if cig == 1 and cog == 1:

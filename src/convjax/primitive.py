@@ -6,26 +6,31 @@ slower inside a ``while`` loop (``lax.scan``, ``fori_loop``, :func:`convjax.trai
 than at top level, while a plain forward convolution with the standard ``NWC``/``WIO``
 layout is as fast inside a loop as outside (jax-ml/jax#12868). ``conv_p`` is a jax
 primitive (:mod:`jax.extend`) for the valid cross-correlation of
-:mod:`convjax.algorithms` whose rules are written so that every derivative, of any
-order, is again a forward ``conv_p``, a pad or a transpose:
+:mod:`convjax.algorithms`, over any number ``N`` of spatial axes, whose rules are
+written so that every derivative, of any order, is again a forward ``conv_p``, a pad
+or a transpose (each statement below holds per spatial axis):
 
 * **JVP** (forward mode): bilinearity, ``conv(dx, w) + conv(x, dw)``.
-* **Transpose in x** (the input gradient): the cotangent ``g`` (``(B, Lout, Cout)``)
+* **Transpose in x** (the input gradient): the cotangent ``g`` (``(B, *Lout, Cout)``)
   is spread to stride 1 and padded in one ``lax.pad`` (interior ``stride - 1``,
   edges ``E - 1 - pad_lo`` and the rest, negative edges crop), then
-  cross-correlated, valid, with the filter reversed along its taps and with its
+  cross-correlated, valid, with the filter reversed along every kernel axis and with its
   channel axes swapped within each group: ``w'[j, c, h*cig + a] = w[K-1-j, a, h*cog + c]``.
 * **Transpose in w** (the weight gradient): the same sum read with the roles
   exchanged, ``dw[k, a, h*cog+c] = sum_{b,o} xp[b, o*s + k*d, h*cig+a] g[b, o, h*cog+c]``,
   is a valid cross-correlation of the padded input laid out as
-  ``(cig, Lp, g*B)`` (batch = input channel, channels = batch) with the cotangent laid
-  out as a ``(Lout, B, Cout)`` filter dilated by the stride, at window stride
-  ``dilation``: another forward ``conv_p`` with the standard layout.
+  ``(cig, *Lp, g*B)`` (batch = input channel, channels = batch) with the cotangent laid
+  out as a ``(*Lout, B, Cout)`` filter dilated by the stride, at window stride
+  ``dilation``: another forward ``conv_p`` with the standard layout. For short
+  filters with one input channel per group (signals, images, depthwise and first
+  layers: :func:`convjax.algorithms.weight_gradient_route`) the same sum is taken
+  instead as one contraction (``dot_general``) per kernel position of the strided
+  input slice with the cotangent: K dot products rather than an FFT of the whole
+  signal.
 * **Batching** (``vmap``): a batched input folds into the batch axis; a batched
   filter alone folds into the output channels; both batched (independent runs,
-  :func:`convjax.train.fit_many`) become one batched matmul per tap
-  (``dot_general`` with a batch dimension), which XLA:CPU runs far faster than the
-  grouped convolution that vmapping ``lax.conv_general_dilated`` produces.
+  :func:`convjax.train.fit_many`) become a ``lax.map`` over the runs, each a
+  ``conv_p`` in the standard layout (``docs/speed.md`` reports what was tried).
 
 Every ``conv_p`` (the forward pass and those of the rules) is evaluated by a named
 algorithm of :mod:`convjax.algorithms`, picked for its own shapes by
@@ -54,13 +59,13 @@ conv_p = Primitive("convjax_conv")
 
 
 def conv(x, w, spec: Spec, precision=None, algorithm: str | None = None):
-    """Valid cross-correlation ``(B, L, Cin), (K, Cin/g, Cout) -> (B, Lout, Cout)`` as
-    :func:`convjax.algorithms.conv_core` computes it, with the loop-safe derivative
+    """Valid cross-correlation ``(B, *L, Cin), (*K, Cin/g, Cout) -> (B, *Lout, Cout)``
+    as :func:`convjax.algorithms.conv_core` computes it, with the loop-safe derivative
     rules of this module.
 
     Args:
-      x: ``(B, L, Cin)``; zero padding as ``spec.pad_lo``/``spec.pad_hi`` say.
-      w: ``(K, Cin // groups, Cout)``, already flipped for a true convolution.
+      x: ``(B, *L, Cin)``; zero padding as ``spec.pads`` say.
+      w: ``(*K, Cin // groups, Cout)``, already flipped for a true convolution.
       spec: the static :class:`~convjax.algorithms.Spec`.
       precision: passed to the matmuls / XLA convolutions.
       algorithm: a name of :data:`~convjax.algorithms.CORE_ALGORITHMS` for this
@@ -68,11 +73,11 @@ def conv(x, w, spec: Spec, precision=None, algorithm: str | None = None):
         :func:`~convjax.algorithms.choose`.
 
     Returns:
-      ``(B, spec.out_length, Cout)`` in the dtype of ``x``.
+      ``(B, *spec.out_shape, Cout)`` in the dtype of ``x``.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> spec = Spec(stride=1, dilation=1, groups=1, pad_lo=0, pad_hi=0, out_length=2)
+      >>> spec = Spec(stride=(1,), dilation=(1,), groups=1, pads=((0, 0),), out_shape=(2,))
       >>> x = jnp.array([1., 2., 3., 4.]).reshape(1, 4, 1)
       >>> w = jnp.array([5., 6., 7.]).reshape(3, 1, 1)
       >>> conv(x, w, spec)[0, :, 0]
@@ -85,15 +90,13 @@ def conv(x, w, spec: Spec, precision=None, algorithm: str | None = None):
 
 def _cpu_choice(x_shape, w_shape, spec: Spec) -> str:
     """The forward algorithm of one ``conv_p`` by the CPU rule of ``choose``."""
-    B, L, cin = x_shape
-    K, _, cout = w_shape
+    padded = tuple(L + lo + hi for L, (lo, hi) in zip(x_shape[1:-1], spec.pads, strict=True))
     return _alg.choose(
         "cpu",
-        batch=B,
-        length=L + spec.pad_lo + spec.pad_hi,
-        in_channels=cin,
-        out_channels=cout,
-        kernel_size=K,
+        length=padded,
+        in_channels=x_shape[-1],
+        out_channels=w_shape[-1],
+        kernel_size=tuple(w_shape[:-2]),
         dilation=spec.dilation,
         groups=spec.groups,
     ).forward
@@ -105,7 +108,7 @@ def _cpu_choice(x_shape, w_shape, spec: Spec) -> str:
 def _abstract_eval(x, w, *, spec, precision, algorithm):
     del precision, algorithm
     dtype = jnp.result_type(x.dtype, w.dtype)
-    return jax.core.ShapedArray((x.shape[0], spec.out_length, w.shape[-1]), dtype)
+    return jax.core.ShapedArray((x.shape[0], *spec.out_shape, w.shape[-1]), dtype)
 
 
 def _evaluate(x, w, *, spec, precision, algorithm):
@@ -117,78 +120,82 @@ conv_p.def_impl(jax.jit(_evaluate, static_argnames=("spec", "precision", "algori
 mlir.register_lowering(conv_p, mlir.lower_fun(_evaluate, multiple_results=False))
 
 
-def _effective(K: int, spec: Spec) -> int:
-    return spec.dilation * (K - 1) + 1
-
-
 def _input_gradient(g, x, w, *, spec, precision, algorithm):
-    """Transpose in ``x``: ``(B, Lout, Cout)`` -> ``(B, L, Cin)``."""
+    """Transpose in ``x``: ``(B, *Lout, Cout)`` -> ``(B, *L, Cin)``."""
     del algorithm
-    L, cin = x.aval.shape[1], x.aval.shape[2]
-    K, cig, cout = w.shape
-    grp = spec.groups
+    in_shape, cin = x.aval.shape[1:-1], x.aval.shape[-1]
+    ks, (cig, cout) = w.shape[:-2], w.shape[-2:]
+    n, grp = len(ks), spec.groups
     cog = cout // grp
-    e = _effective(K, spec)
-    spread = (spec.out_length - 1) * spec.stride + 1
-    lo = e - 1 - spec.pad_lo
-    hi = L + e - 1 - lo - spread
-    gp = jax.lax.pad(g, jnp.zeros((), g.dtype), [(0, 0, 0), (lo, hi, spec.stride - 1), (0, 0, 0)])
-    w_t = w.reshape(K, cig, grp, cog)[::-1].transpose(0, 3, 2, 1).reshape(K, cog, cin)
-    inner = Spec(1, spec.dilation, grp, 0, 0, L)
+    cfg = [(0, 0, 0)]
+    for L, K, o, s, d, (plo, _) in zip(
+        in_shape, ks, spec.out_shape, spec.stride, spec.dilation, spec.pads, strict=True
+    ):
+        e = d * (K - 1) + 1
+        lo = e - 1 - plo
+        cfg.append((lo, L + e - 1 - lo - ((o - 1) * s + 1), s - 1))
+    gp = jax.lax.pad(g, jnp.zeros((), g.dtype), [*cfg, (0, 0, 0)])
+    flipped = w.reshape(*ks, cig, grp, cog)[(slice(None, None, -1),) * n]
+    w_t = jnp.moveaxis(flipped, (n, n + 2), (n + 2, n)).reshape(*ks, cog, cin)
+    inner = Spec((1,) * n, spec.dilation, grp, ((0, 0),) * n, tuple(in_shape))
     return conv(gp, w_t.astype(g.dtype), inner, precision)
 
 
 def _weight_gradient(g, x, w, *, spec, precision, algorithm):
-    """Transpose in ``w``: ``(B, Lout, Cout)`` -> ``(K, Cin/g, Cout)``, by the route
+    """Transpose in ``w``: ``(B, *Lout, Cout)`` -> ``(*K, Cin/g, Cout)``, by the route
     :func:`convjax.algorithms.weight_gradient_route` picks for the shapes."""
     del algorithm
-    K, cig, cout = w.aval.shape
-    route = _alg.weight_gradient_route(K, cig, spec.dilation)
-    if route == "taps":
-        return _weight_gradient_taps(g, x, K, cig, spec, precision)
-    return _weight_gradient_conv(g, x, K, cig, cout, spec, precision)
+    ks, cig = w.aval.shape[:-2], w.aval.shape[-2]
+    if _alg.weight_gradient_route(ks, cig, spec.dilation) == "taps":
+        return _weight_gradient_taps(g, x, ks, cig, spec, precision)
+    return _weight_gradient_conv(g, x, ks, cig, spec, precision)
 
 
-def _weight_gradient_taps(g, x, K, cig, spec, precision):
-    """``dw[k, a, h*cog+c] = sum_{b,o} xp[b, o*s + k*d, h*cig+a] g[b, o, h*cog+c]`` as
-    one contraction per tap: the tap's strided slice of the padded input against the
-    cotangent, over the batch and output positions (a dot product per channel pair for
-    one channel, a ``(cig, B*Lout) @ (B*Lout, cog)`` matmul per group otherwise). Its
-    own derivatives are slices, pads and ``dot_general`` s, all loop-safe."""
-    B, lout = g.shape[0], spec.out_length
+def _weight_gradient_taps(g, x, ks, cig, spec, precision):
+    """``dw[k, a, h*cog+c] = sum_{b,o} xp[b, o*s + k*d, h*cig+a] g[b, o, h*cog+c]``
+    as one contraction per kernel position ``k``: the position's strided slice of the
+    padded input against the cotangent, over the batch and output positions (a dot
+    product per channel pair for one channel, a ``(cig, B*Lout) @ (B*Lout, cog)``
+    matmul per group otherwise). Its own derivatives are slices, pads and
+    ``dot_general`` s, all loop-safe."""
+    lead = g.shape[:-1]  # (B, *Lout)
     grp = spec.groups
     cog = g.shape[-1] // grp
     cdt = _alg.compute_dtype(g.dtype)
-    xp = jnp.pad(x, ((0, 0), (spec.pad_lo, spec.pad_hi), (0, 0))).astype(cdt)
-    gg = g.reshape(B, lout, grp, cog).astype(cdt)
+    xp = jnp.pad(x, ((0, 0), *spec.pads, (0, 0))).astype(cdt)
+    gg = g.reshape(*lead, grp, cog).astype(cdt)
+    summed = tuple(range(len(lead)))
+    dims = ((summed, summed), ((len(lead),), (len(lead),)))  # contract (B, *Lout); batch h
     taps = [
-        jnp.einsum(
-            "blha,blhc->ahc",
-            _alg.tap(xp, k, spec).reshape(B, lout, grp, cig),
-            gg,
-            precision=precision,
-        )
-        for k in range(K)
+        jax.lax.dot_general(
+            _alg.tap(xp, k, spec).reshape(*lead, grp, cig), gg, dims, precision=precision
+        )  # (grp, cig, cog)
+        for k in _alg.kernel_positions(ks)
     ]
-    return jnp.stack(taps).reshape(K, cig, grp * cog).astype(g.dtype)
+    dw = jnp.stack(taps).transpose(0, 2, 1, 3)  # (taps, cig, grp, cog)
+    return dw.reshape(*ks, cig, grp * cog).astype(g.dtype)
 
 
-def _weight_gradient_conv(g, x, K, cig, cout, spec, precision):
-    """The weight gradient as one forward ``conv_p`` with the roles exchanged (see
-    the module docstring): for long filters, where it runs by the FFT."""
-    B, _, cin = x.shape
-    grp = spec.groups
-    xp = jnp.pad(x, ((0, 0), (spec.pad_lo, spec.pad_hi), (0, 0)))
+def _weight_gradient_conv(g, x, ks, cig, spec, precision):
+    """The weight gradient as one forward ``conv_p`` with the roles of input and
+    filter exchanged (see the module docstring): the route for long filters, where
+    that convolution runs by the FFT."""
+    B, n, grp = x.shape[0], len(ks), spec.groups
+    xp = jnp.pad(x, ((0, 0), *spec.pads, (0, 0)))
     # Only the positions some tap reads: the last is (Lout-1)*stride + (K-1)*dilation.
-    need = (spec.out_length - 1) * spec.stride + (K - 1) * spec.dilation + 1
-    xp = xp[:, :need]
-    # lhs (cig, need, grp*B): batch = input channel within its group, channels =
-    # (group, example); rhs (Lout, B, Cout): the cotangent as a filter.
-    lhs = xp.reshape(B, need, grp, cig).transpose(3, 1, 2, 0).reshape(cig, need, grp * B)
-    rhs = g.transpose(1, 0, 2)
-    inner = Spec(spec.dilation, spec.stride, grp, 0, 0, K)
-    dw = conv(lhs.astype(g.dtype), rhs, inner, precision)  # (cig, K, Cout)
-    return dw.transpose(1, 0, 2)
+    need = tuple(
+        (o - 1) * s + (K - 1) * d + 1
+        for o, s, K, d in zip(spec.out_shape, spec.stride, ks, spec.dilation, strict=True)
+    )
+    xp = xp[(slice(None), *(slice(0, m) for m in need))]
+    # lhs (cig, *need, grp*B): batch = input channel within its group, channels =
+    # (group, example); rhs (*Lout, B, Cout): the cotangent as a filter.
+    lhs = xp.reshape(B, *need, grp, cig)
+    lhs = jnp.moveaxis(lhs, (0, n + 2), (n + 2, 0)).reshape(cig, *need, grp * B)
+    rhs = jnp.moveaxis(g, 0, n)
+    inner = Spec(spec.dilation, spec.stride, grp, ((0, 0),) * n, tuple(ks))
+    dw = conv(lhs.astype(g.dtype), rhs, inner, precision)  # (cig, *K, Cout)
+    return jnp.moveaxis(dw, 0, n)
 
 
 ad.defbilinear(conv_p, _input_gradient, _weight_gradient)
@@ -214,23 +221,25 @@ def _batch_input(x, bx, w, spec, precision):
 
 
 def _batch_filter(x, w, spec, precision):
-    """One input, ``n`` filters ``(n, K, cig, Cout)``: the filters side by side as
+    """One input, ``n`` filters ``(n, *K, cig, Cout)``: the filters side by side as
     output channels, kept group-major."""
-    n, K, cig, cout = w.shape
+    n, ks, (cig, cout) = w.shape[0], w.shape[1:-2], w.shape[-2:]
     grp = spec.groups
     cog = cout // grp
-    wide = w.reshape(n, K, cig, grp, cog).transpose(1, 2, 3, 0, 4).reshape(K, cig, grp * n * cog)
-    y = conv(x, wide, spec, precision)  # (B, Lout, grp*n*cog)
-    B, lout = y.shape[:2]
-    return y.reshape(B, lout, grp, n, cog).transpose(3, 0, 1, 2, 4).reshape(n, B, lout, cout)
+    nk = len(ks)
+    wide = jnp.moveaxis(w.reshape(n, *ks, cig, grp, cog), 0, nk + 2)  # (*K, cig, grp, n, cog)
+    y = conv(x, wide.reshape(*ks, cig, grp * n * cog), spec, precision)  # (B, *Lout, grp*n*cog)
+    lead = y.shape[:-1]
+    y = jnp.moveaxis(y.reshape(*lead, grp, n, cog), -2, 0)  # (n, B, *Lout, grp, cog)
+    return y.reshape(n, *lead, cout)
 
 
 def _batched_runs(x, w, spec, precision):
-    """``n`` independent convolutions, ``(n, B, L, Cin)`` with ``(n, K, cig, Cout)``:
+    """``n`` independent convolutions, ``(n, B, *L, Cin)`` with ``(n, *K, cig, Cout)``:
     a loop over the runs inside the compiled program (``lax.map``), each a ``conv_p``
-    in the standard layout. Measured faster on CPU than both a grouped convolution
-    with ``n * groups`` groups (what vmapping ``lax.conv_general_dilated`` gives) and
-    per-tap batched matmuls (``docs/speed.md``)."""
+    in the standard layout. Measured faster on CPU (1-D) than both a grouped
+    convolution with ``n * groups`` groups (what vmapping ``lax.conv_general_dilated``
+    gives) and per-tap batched matmuls (``docs/speed.md``)."""
     return jax.lax.map(lambda xw: conv(xw[0], xw[1], spec, precision), (x, w))
 
 

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from convjax import _checks
-from convjax.conv import ALGORITHMS, conv1d
+from convjax.convolution import ALGORITHMS, conv1d
 
 MODES = ("full", "same", "valid")
 #: numpy's integer codes for the modes (``numpy._core.multiarray`` order).

@@ -1,11 +1,18 @@
 """The tying structure: which weight each entry of the dense matrix holds.
 
-A 1-D convolution layer ``y = conv1d(x, w)`` is the linear map
+A convolution layer ``y = conv(x, w)`` with ``N`` spatial axes is the linear map
 ``y.reshape(-1) = T(w) @ x.reshape(-1)`` with ``T(w)`` of shape
-``(Lout*Cout, L*Cin)``, flattened row-major over (position, channel):
+``(prod(Lout)*Cout, prod(L)*Cin)``, flattened row-major over (spatial..., channel)
+on both sides, exactly as ``reshape(-1)`` flattens ``(*Lout, Cout)`` and
+``(*L, Cin)``:
 
-* row    ``o*Cout + co`` is output position ``o``, output channel ``co``;
-* column ``i*Cin + ci`` is input position ``i``, input channel ``ci``.
+* row    ``o*Cout + co`` is (flattened) output position ``o``, output channel ``co``;
+* column ``i*Cin + ci`` is (flattened) input position ``i``, input channel ``ci``.
+
+In 1-D ``T`` is block Toeplitz (block circulant with circular padding); in 2-D it is
+doubly block Toeplitz: ``Hout x H`` blocks indexed by image rows, each block the
+``(Wout*Cout, W*Cin)`` matrix of a 1-D convolution along the columns, constant along
+block diagonals (doubly block circulant with circular padding and stride 1).
 
 ``T(w)`` is a fully connected weight matrix with *tied* entries (every copy of
 ``w[k, c, co]`` is the same number) and *structural zeros* (entries that hold
@@ -14,8 +21,10 @@ groups). With ``"circular"``, ``"reflect"`` or ``"replicate"`` padding, one
 entry can hold the *sum* of several weights (two taps read the same input).
 
 :class:`ConvStructure` stores this as a list of *incidences* ``(o, i, k)``:
-"output position ``o`` reads input position ``i`` through tap ``k``", one per
-live tap, times the block-diagonal channel pattern of ``groups``. Everything
+"output position ``o`` reads input position ``i`` through kernel position ``k``"
+(all three flattened row-major), one per live tap, times the block-diagonal channel
+pattern of ``groups``. The rank appears only in the geometry that emits the
+incidences; everything below serves every ``N``. Everything
 below is derived from that one table:
 
 =============================  ===================================================
@@ -34,7 +43,7 @@ below is derived from that one table:
 =============================  ===================================================
 
 The same incidences, untied (one filter per output position, shape
-``(Lout, K, Cin//groups, Cout)``), give the locally connected layer:
+``(*Lout, *K, Cin//groups, Cout)``), give the locally connected layer:
 ``local_dense``, ``local_adjoint``, ``local_nearest``, and the moves between the
 families ``conv_to_local``, ``local_to_conv_adjoint``, ``local_to_conv_nearest``.
 """
@@ -49,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from convjax import _checks
+from convjax import algorithms as _alg
 from convjax.geometry import ConvOptions, Geometry, PaddingLike, conv_options
 
 if TYPE_CHECKING:  # imported where used: it costs ~0.15 s (scipy.sparse) at import
@@ -60,7 +70,8 @@ DEFAULT_MAX_BYTES = _checks.DEFAULT_MAX_BYTES
 
 @dataclasses.dataclass(frozen=True)
 class ConvStructure:
-    """The tying structure of one 1-D convolution layer (static, hashable).
+    """The tying structure of one convolution layer with ``N`` spatial axes (static,
+    hashable).
 
     Attributes:
       geometry: the resolved :class:`~convjax.geometry.Geometry`.
@@ -76,66 +87,86 @@ class ConvStructure:
 
     # ---- shapes -----------------------------------------------------------
     @property
+    def ndim(self) -> int:
+        """``N``: the number of spatial axes."""
+        return self.geometry.ndim
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return self.geometry.in_shape
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.geometry.out_shape
+
+    @property
+    def kernel_shape(self) -> tuple[int, ...]:
+        return self.geometry.kernel_shape
+
+    @property
     def in_length(self) -> int:
+        """``L`` (one spatial axis only; see :attr:`in_shape`)."""
         return self.geometry.in_length
 
     @property
     def out_length(self) -> int:
+        """``Lout`` (one spatial axis only; see :attr:`out_shape`)."""
         return self.geometry.out_length
 
     @property
     def kernel_size(self) -> int:
+        """``K`` (one spatial axis only; see :attr:`kernel_shape`)."""
         return self.geometry.kernel_size
 
     @property
-    def filter_shape(self) -> tuple[int, int, int]:
-        """``(K, Cin // groups, Cout)``: the shape of ``w``."""
-        return (self.kernel_size, self.in_channels // self.groups, self.out_channels)
+    def filter_shape(self) -> tuple[int, ...]:
+        """``(*K, Cin // groups, Cout)``: the shape of ``w``."""
+        return (*self.kernel_shape, self.in_channels // self.groups, self.out_channels)
 
     @property
-    def local_filter_shape(self) -> tuple[int, int, int, int]:
-        """``(Lout, K, Cin // groups, Cout)``: one filter per output position."""
-        return (self.out_length, *self.filter_shape)
+    def local_filter_shape(self) -> tuple[int, ...]:
+        """``(*Lout, *K, Cin // groups, Cout)``: one filter per output position."""
+        return (*self.out_shape, *self.filter_shape)
+
+    @property
+    def bias_shape(self) -> tuple[int, ...]:
+        """``(*Lout, Cout)``: one bias per output position and channel (the untied
+        bias of the locally connected and dense twins)."""
+        return (*self.out_shape, self.out_channels)
 
     @property
     def dense_shape(self) -> tuple[int, int]:
-        """``(Lout * Cout, L * Cin)``: the shape of ``T(w)``."""
-        return (self.out_length * self.out_channels, self.in_length * self.in_channels)
+        """``(prod(Lout) * Cout, prod(L) * Cin)``: the shape of ``T(w)``."""
+        g = self.geometry
+        return (g.out_size * self.out_channels, g.in_size * self.in_channels)
 
     # ---- the table --------------------------------------------------------
     def incidences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The live taps as three int arrays ``(o, i, k)`` of equal length: output
-        position ``o`` reads input position ``i`` through filter tap ``k``.
-        Taps that read a zero of the padding are left out."""
-        src = self.geometry.tap_sources()
-        o, k = np.nonzero(src >= 0)
-        return o, src[o, k], k
+        """The live taps as three int arrays ``(o, i, k)`` of equal length: flattened
+        output position ``o`` reads flattened input position ``i`` through flattened
+        kernel position ``k``. Taps that read a zero of the padding are left out."""
+        return _alg.incidences(self.geometry)
 
     def copies(self) -> np.ndarray:
-        """``(K,)`` int array: how many live incidences each tap has, i.e. how many
-        dense entries (per channel pair) hold a copy of ``w[k]``. Zero for a tap
-        that only ever reads padding zeros ("dead" tap)."""
+        """``(prod(K),)`` int array: how many live incidences each (flattened) kernel
+        position has, i.e. how many dense entries (per channel pair) hold a copy of
+        ``w[k]``. Zero for a tap that only ever reads padding zeros ("dead" tap)."""
         _, _, k = self.incidences()
-        return np.bincount(k, minlength=self.kernel_size)
+        return np.bincount(k, minlength=self.geometry.n_taps)
 
     def channel_mask(self) -> np.ndarray:
         """``(Cout, Cin)`` bool: which channel pairs are connected (block diagonal
         over ``groups``)."""
-        g = self.groups
-        co = np.arange(self.out_channels) // (self.out_channels // g)
-        ci = np.arange(self.in_channels) // (self.in_channels // g)
-        return co[:, None] == ci[None, :]
+        return _alg.channel_mask(self.in_channels, self.out_channels, self.groups)
 
     def position_mask(self) -> np.ndarray:
-        """``(Lout, L)`` bool: which (output, input) positions are connected."""
-        m = np.zeros((self.out_length, self.in_length), dtype=bool)
-        o, i, _ = self.incidences()
-        m[o, i] = True
-        return m
+        """``(prod(Lout), prod(L))`` bool: which (flattened) output and input
+        positions are connected."""
+        return self.geometry.position_mask()
 
     def mask(self) -> np.ndarray:
-        """``(Lout*Cout, L*Cin)`` bool numpy array: ``True`` where ``T(w)`` holds a
-        weight, ``False`` at structural zeros."""
+        """``dense_shape`` bool numpy array: ``True`` where ``T(w)`` holds a weight,
+        ``False`` at structural zeros."""
         m = self.position_mask()[:, None, :, None] & self.channel_mask()[None, :, None, :]
         return m.reshape(self.dense_shape)
 
@@ -160,20 +191,14 @@ class ConvStructure:
         )
 
     # ---- channel blocks ---------------------------------------------------
-    def _expand_groups(self, w):
-        """``(..., K, Cin//g, Cout)`` -> ``(..., K, Cout, Cin)``, zeros off the groups."""
-        g = self.groups
-        cig, cout = self.in_channels // g, self.out_channels
-        cog = cout // g
-        lead = w.shape[:-2]
-        wg = w.reshape(*lead, cig, g, cog)  # (..., a, h, b): out channel h*cog+b
-        eye = jnp.eye(g, dtype=w.dtype)
-        full = jnp.einsum("...ahb,gh->...hbga", wg, eye)  # (..., h, b, g, a)
-        return full.reshape(*lead, cout, self.in_channels)
+    def _flat_taps(self, w):
+        """``(..., *K, cig, Cout)`` -> ``(..., prod(K), cig, Cout)``."""
+        n = self.ndim
+        return w.reshape(*w.shape[: w.ndim - n - 2], self.geometry.n_taps, *w.shape[-2:])
 
     def _shrink_groups(self, full):
-        """Adjoint of :meth:`_expand_groups`: keeps the diagonal channel blocks.
-        ``(..., Cout, Cin)`` -> ``(..., Cin//g, Cout)``."""
+        """Adjoint of :func:`~convjax.algorithms.expand_groups`: keeps the diagonal
+        channel blocks. ``(..., Cout, Cin)`` -> ``(..., Cin//g, Cout)``."""
         g = self.groups
         cig, cog = self.in_channels // g, self.out_channels // g
         lead = full.shape[:-2]
@@ -182,30 +207,26 @@ class ConvStructure:
         return jnp.moveaxis(diag, -1, -3).reshape(*lead, self.out_channels, cig).swapaxes(-1, -2)
 
     def _scatter(self, blocks):
-        """``(n_incidences, Cout, Cin)`` blocks -> dense ``(Lout*Cout, L*Cin)``."""
-        o, i, _ = self.incidences()
-        t = jnp.zeros(
-            (self.out_length, self.in_length, self.out_channels, self.in_channels), blocks.dtype
-        )
-        t = t.at[o, i].add(blocks)
-        return t.transpose(0, 2, 1, 3).reshape(self.dense_shape)
+        """``(n_incidences, Cout, Cin)`` blocks -> dense ``dense_shape``."""
+        return _alg.scatter_blocks(self.geometry, blocks)
 
     def _gather(self, dense):
-        """Dense ``(Lout*Cout, L*Cin)`` -> ``(n_incidences, Cout, Cin)`` blocks."""
+        """Dense ``dense_shape`` -> ``(n_incidences, Cout, Cin)`` blocks."""
         o, i, _ = self.incidences()
-        t = dense.reshape(self.out_length, self.out_channels, self.in_length, self.in_channels)
+        g = self.geometry
+        t = dense.reshape(g.out_size, self.out_channels, g.in_size, self.in_channels)
         return t[o, :, i, :]
 
     # ---- tied (convolution) ----------------------------------------------
     def dense(self, w):
-        """``T(w)``, shape ``(Lout*Cout, L*Cin)``; ``w`` has shape ``(K, Cin//g, Cout)``."""
+        """``T(w)``, shape ``dense_shape``; ``w`` has shape ``(*K, Cin//g, Cout)``."""
         self._check_array("w", w, self.filter_shape)
-        _, _, k = self.incidences()
-        return self._scatter(self._expand_groups(w)[k])
+        return _alg.dense_matrix(w, self.geometry, self.groups)
 
     def sparse(self, w) -> jsparse.BCOO:
         """``T(w)`` as a ``jax.experimental.sparse.BCOO`` with one stored entry per
-        copy of a weight (``Lout*K*Cin*Cout/groups`` at most), never ``Lout*L``."""
+        copy of a weight (``prod(Lout)*prod(K)*Cin*Cout/groups`` at most), never
+        ``prod(Lout)*prod(L)``."""
         from jax.experimental import sparse as jsparse
 
         self._check_array("w", w, self.filter_shape)
@@ -215,7 +236,7 @@ class ConvStructure:
 
     def adjoint(self, dense):
         """``T*(G)``: for each weight, the SUM of ``G`` over the entries holding a
-        copy of it. Shape ``(Lout*Cout, L*Cin)`` -> ``(K, Cin//g, Cout)``.
+        copy of it. Shape ``dense_shape`` -> ``(*K, Cin//g, Cout)``.
 
         ``<T(w), G>_F == <w, T*(G)>`` for all ``w`` and ``G``. Entries of ``G`` at
         structural zeros do not contribute. This is exactly the chain rule for a
@@ -223,17 +244,19 @@ class ConvStructure:
         """
         self._check_array("dense", dense, self.dense_shape)
         _, _, k = self.incidences()
-        per_tap = jax.ops.segment_sum(self._gather(dense), k, num_segments=self.kernel_size)
-        return self._shrink_groups(per_tap)
+        n_taps = self.geometry.n_taps
+        per_tap = jax.ops.segment_sum(self._gather(dense), k, num_segments=n_taps)
+        return self._shrink_groups(per_tap).reshape(self.filter_shape)
 
     def tap_gram(self) -> np.ndarray:
-        """``(K, K)`` float array ``A^T A`` of the position part of ``T``: entry
-        ``(k, l)`` counts the dense entries (per channel pair) holding both taps.
-        Diagonal (the copy counts) unless an entry holds a sum of weights."""
+        """``(prod(K), prod(K))`` float array ``A^T A`` of the position part of ``T``
+        (kernel positions flattened row-major): entry ``(k, l)`` counts the dense
+        entries (per channel pair) holding both taps. Diagonal (the copy counts)
+        unless an entry holds a sum of weights."""
         o, i, k = self.incidences()
-        entry = o * self.in_length + i
+        entry = o * self.geometry.in_size + i
         _, inverse = np.unique(entry, return_inverse=True)
-        a = np.zeros((inverse.max(initial=-1) + 1, self.kernel_size))
+        a = np.zeros((inverse.max(initial=-1) + 1, self.geometry.n_taps))
         np.add.at(a, (inverse, k), 1.0)
         return a.T @ a
 
@@ -243,69 +266,80 @@ class ConvStructure:
         Where each entry holds at most one weight, every weight is the AVERAGE of
         ``dense`` over its copies; in general it solves the normal equations
         (minimum-norm solution; a dead tap gets 0).
-        Shape ``(Lout*Cout, L*Cin)`` -> ``(K, Cin//g, Cout)``.
+        Shape ``dense_shape`` -> ``(*K, Cin//g, Cout)``.
         """
-        summed = self.adjoint(dense)
+        summed = self._flat_taps(self.adjoint(dense))
         gram_pinv = np.linalg.pinv(self.tap_gram())
-        return jnp.einsum("kl,l...->k...", jnp.asarray(gram_pinv, summed.dtype), summed)
+        w = jnp.einsum("kl,l...->k...", jnp.asarray(gram_pinv, summed.dtype), summed)
+        return w.reshape(self.filter_shape)
 
     def project(self, dense):
         """Orthogonal projection of a dense matrix onto ``{T(w)}``: ``T(nearest_filter)``."""
         return self.dense(self.nearest_filter(dense))
 
     # ---- untied (locally connected) --------------------------------------
+    def _flat_local(self, filters):
+        """``(*Lout, *K, cig, Cout)`` -> ``(prod(Lout), prod(K), cig, Cout)``."""
+        g = self.geometry
+        return filters.reshape(g.out_size, g.n_taps, *filters.shape[-2:])
+
     def local_dense(self, filters):
         """The dense matrix of a locally connected layer: output position ``o`` uses
-        its own filter ``filters[o]``. ``(Lout, K, Cin//g, Cout)`` -> ``(Lout*Cout, L*Cin)``."""
+        its own filter ``filters[o]``. ``(*Lout, *K, Cin//g, Cout)`` -> ``dense_shape``."""
         self._check_array("filters", filters, self.local_filter_shape)
         o, _, k = self.incidences()
-        return self._scatter(self._expand_groups(filters)[o, k])
+        return self._scatter(_alg.expand_groups(self._flat_local(filters), self.groups)[o, k])
 
     def local_mask(self) -> np.ndarray:
-        """``(Lout, K, 1, 1)`` bool: live (o, k) taps of the untied filters; the
+        """``(*Lout, *K, 1, 1)`` bool: live (o, k) taps of the untied filters; the
         others read only padding zeros and have no effect."""
-        return (self.geometry.tap_sources() >= 0)[:, :, None, None]
+        live = self.geometry.tap_sources() >= 0
+        return live.reshape(*self.out_shape, *self.kernel_shape, 1, 1)
 
     def _local_multiplicity(self) -> np.ndarray:
-        """``(Lout, K)``: how many taps of row ``o`` read the same input as tap ``k``."""
+        """``(prod(Lout), prod(K))``: how many taps of row ``o`` read the same input
+        as tap ``k``."""
         src = self.geometry.tap_sources()
         same = (src[:, :, None] == src[:, None, :]) & (src[:, :, None] >= 0)
         return same.sum(-1)
 
     def local_adjoint(self, dense):
-        """Adjoint of :meth:`local_dense`: ``(Lout*Cout, L*Cin)`` -> ``(Lout, K, Cin//g, Cout)``,
+        """Adjoint of :meth:`local_dense`: ``dense_shape`` -> ``(*Lout, *K, Cin//g, Cout)``,
         each untied weight gets the sum of ``dense`` over the entries it sits in
         (one entry, or none for a dead tap)."""
         self._check_array("dense", dense, self.dense_shape)
         o, _, k = self.incidences()
         blocks = self._gather(dense)
-        shape = (self.out_length, self.kernel_size, self.out_channels, self.in_channels)
+        g = self.geometry
+        shape = (g.out_size, g.n_taps, self.out_channels, self.in_channels)
         full = jnp.zeros(shape, blocks.dtype).at[o, k].set(blocks)
-        return self._shrink_groups(full)
+        return self._shrink_groups(full).reshape(self.local_filter_shape)
 
     def local_nearest(self, dense):
         """The locally connected filters nearest a dense matrix (least squares,
         minimum norm): drops every off-structure entry; where several taps of one
         row read the same input the entry is shared equally; dead taps get 0."""
-        mult = np.maximum(self._local_multiplicity(), 1)[:, :, None, None]
+        mult = np.maximum(self._local_multiplicity(), 1)
+        mult = mult.reshape(*self.out_shape, *self.kernel_shape, 1, 1)
         return self.local_adjoint(dense) / jnp.asarray(mult, jnp.result_type(dense))
 
     def conv_to_local(self, w):
         """Embeds a conv filter as untied filters: every live tap gets a copy, dead
         taps are 0. Lossless: ``local_dense(conv_to_local(w)) == dense(w)``."""
         self._check_array("w", w, self.filter_shape)
-        return jnp.where(self.local_mask(), w[None], jnp.zeros((), w.dtype))
+        return jnp.where(self.local_mask(), w[(None,) * self.ndim], jnp.zeros((), w.dtype))
 
     def local_to_conv_adjoint(self, filters):
         """Adjoint of :meth:`conv_to_local`: sums each tap over the positions where it
-        is live. ``(Lout, K, Cin//g, Cout)`` -> ``(K, Cin//g, Cout)``."""
+        is live. ``(*Lout, *K, Cin//g, Cout)`` -> ``(*K, Cin//g, Cout)``."""
         self._check_array("filters", filters, self.local_filter_shape)
-        return jnp.where(self.local_mask(), filters, jnp.zeros((), filters.dtype)).sum(0)
+        live = jnp.where(self.local_mask(), filters, jnp.zeros((), filters.dtype))
+        return live.sum(tuple(range(self.ndim)))
 
     def local_to_conv_nearest(self, filters):
         """The tied filter nearest untied filters (in parameter space): each tap is the
         AVERAGE over the positions where it is live; a dead tap gets 0."""
-        counts = np.maximum(self.local_mask()[..., 0, 0].sum(0), 1)[:, None, None]
+        counts = np.maximum(self.local_mask().sum(tuple(range(self.ndim))), 1)
         return self.local_to_conv_adjoint(filters) / jnp.asarray(counts, filters.dtype)
 
     # ---- distance from the conv subspace ----------------------------------
@@ -330,54 +364,84 @@ class ConvStructure:
         if tuple(np.shape(a)) != tuple(shape):
             raise ValueError(
                 f"ConvStructure: `{name}` must have shape {tuple(shape)} for this structure "
-                f"(L={self.in_length}, Lout={self.out_length}, K={self.kernel_size}, "
-                f"Cin={self.in_channels}, Cout={self.out_channels}, groups={self.groups}), "
-                f"got shape {tuple(np.shape(a))}."
+                f"({self._describe()}, Cin={self.in_channels}, Cout={self.out_channels}, "
+                f"groups={self.groups}), got shape {tuple(np.shape(a))}."
             )
         _checks.check_floating("ConvStructure", name, a)
+
+    def _describe(self) -> str:
+        if self.ndim == 1:
+            return f"L={self.in_length}, Lout={self.out_length}, K={self.kernel_size}"
+        return f"in {self.in_shape}, out {self.out_shape}, kernel {self.kernel_shape}"
+
+
+def spatial_shape(fn: str, in_shape) -> tuple[int, ...]:
+    """``in_shape`` (an int for 1-D, or a sequence of spatial sizes) as a tuple of
+    ints >= 1, or raises naming ``in_shape``."""
+    if isinstance(in_shape, (tuple, list)):
+        if not in_shape:
+            raise ValueError(f"{fn}: `in_shape` must have at least one spatial axis, got ().")
+        return tuple(
+            _checks.as_positive_int(fn, f"in_shape[{j}]", v) for j, v in enumerate(in_shape)
+        )
+    return (_checks.as_positive_int(fn, "in_shape", in_shape),)
 
 
 def structure_from_options(
     opts: ConvOptions,
     filter_shape,
-    in_length: int,
+    in_shape,
     *,
     fn: str = "conv_structure",
 ) -> ConvStructure:
-    """Builds a :class:`ConvStructure` from normalised options and ``w.shape``."""
+    """Builds a :class:`ConvStructure` from normalised options, ``w.shape`` and the
+    input's spatial shape (an int for 1-D)."""
+    n = opts.ndim
+    layout = "(K, Cin//groups, Cout)" if n == 1 else "(*kernel, Cin//groups, Cout)"
     try:
         filter_shape = tuple(filter_shape)
     except TypeError:
         raise TypeError(
-            f"{fn}: the filter shape must be a tuple (K, Cin // groups, Cout), got "
+            f"{fn}: the filter shape must be a tuple {layout}, got "
             f"{filter_shape!r} of type {type(filter_shape).__name__}."
         ) from None
-    if len(filter_shape) != 3:
+    if len(filter_shape) != n + 2:
         raise ValueError(
-            f"{fn}: `w` must have rank 3 (layout (K, Cin//groups, Cout)), got rank "
-            f"{len(filter_shape)} with shape {tuple(filter_shape)}."
+            f"{fn}: `w` must have rank {n + 2} (layout {layout}"
+            + ("" if n == 1 else f", {n} spatial axes as in `in_shape`")
+            + f"), got rank {len(filter_shape)} with shape {tuple(filter_shape)}."
         )
-    K, cig, cout = (
+    dims = tuple(
         _checks.as_positive_int(fn, f"w.shape[{j}]", s, minimum=0)
         for j, s in enumerate(filter_shape)
     )
-    if min(K, cig, cout) < 1:
+    if min(dims) < 1:
         raise ValueError(
             f"{fn}: `w` must have no zero-sized axis, got shape {tuple(filter_shape)}."
         )
+    ks, (cig, cout) = dims[:n], dims[n:]
     if cout % opts.groups:
         raise ValueError(
-            f"{fn}: the output channels Cout={cout} (w.shape[2]) must be divisible by "
+            f"{fn}: the output channels Cout={cout} (w.shape[{n + 1}]) must be divisible by "
             f"`groups`={opts.groups}."
         )
-    in_length = _checks.as_positive_int(fn, "in_length", in_length)
-    geom = opts.geometry(in_length, K, fn=fn)
+    spatial = spatial_shape(fn, in_shape)
+    if len(spatial) != n:
+        raise ValueError(
+            f"{fn}: `in_shape` must have {n} entries (one per spatial axis of `w`), got "
+            f"{in_shape!r}."
+        )
+    geom = opts.geometry(spatial, ks, fn=fn)
     return ConvStructure(geom, cig * opts.groups, cout, opts.groups)
+
+
+def _ndim_of(fn: str, in_shape) -> int:
+    return len(spatial_shape(fn, in_shape))
 
 
 def conv_structure(
     filter_shape,
-    in_length: int,
+    in_shape,
     *,
     stride=1,
     padding: PaddingLike = "valid",
@@ -386,13 +450,14 @@ def conv_structure(
     flip: bool = False,
     padding_mode: str = "zeros",
 ) -> ConvStructure:
-    """The tying structure of ``conv1d(x, w, ...)`` for ``x`` of length ``in_length``.
+    """The tying structure of ``conv(x, w, ...)`` for ``x`` of spatial shape ``in_shape``.
 
     Args:
-      filter_shape: ``w.shape == (K, Cin // groups, Cout)``.
-      in_length: the input length ``L``.
+      filter_shape: ``w.shape == (*K, Cin // groups, Cout)``.
+      in_shape: the input length ``L`` (an int, 1-D) or the spatial shape
+        ``(L1, ..., LN)``; ``N`` must be ``len(filter_shape) - 2``.
       stride, padding, dilation, groups, flip, padding_mode: as in
-        :func:`convjax.conv1d`.
+        :func:`convjax.conv` (per-axis options with ``N`` entries).
 
     Returns:
       A static, hashable :class:`ConvStructure`.
@@ -402,7 +467,10 @@ def conv_structure(
       >>> s.mask().astype(int)
       array([[1, 1, 1, 0],
              [0, 1, 1, 1]])
+      >>> conv_structure((2, 2, 1, 1), (3, 3)).mask().shape   # 2x2 outputs, 3x3 inputs
+      (4, 9)
     """
+    fn = "conv_structure"
     opts = conv_options(
         stride=stride,
         padding=padding,
@@ -410,14 +478,15 @@ def conv_structure(
         groups=groups,
         flip=flip,
         padding_mode=padding_mode,
-        fn="conv_structure",
+        ndim=_ndim_of(fn, in_shape),
+        fn=fn,
     )
-    return structure_from_options(opts, filter_shape, in_length, fn="conv_structure")
+    return structure_from_options(opts, filter_shape, in_shape, fn=fn)
 
 
 def conv_matrix(
     w,
-    in_length: int,
+    in_shape,
     *,
     stride=1,
     padding: PaddingLike = "valid",
@@ -427,26 +496,31 @@ def conv_matrix(
     padding_mode: str = "zeros",
     max_bytes: int | None = DEFAULT_MAX_BYTES,
 ):
-    """The dense matrix ``T(w)`` that does the job of ``conv1d(x, w, ...)``.
+    """The dense matrix ``T(w)`` that does the job of ``conv(x, w, ...)``.
 
-    ``T(w) @ x.reshape(-1) == conv1d(x, w, ...).reshape(-1)`` for ``x`` of shape
-    ``(in_length, Cin)``, with row-major (position, channel) flattening on both
-    sides: row ``o*Cout + co``, column ``i*Cin + ci``.
+    ``T(w) @ x.reshape(-1) == conv(x, w, ...).reshape(-1)`` for ``x`` of shape
+    ``(*in_shape, Cin)``, with row-major (spatial..., channel) flattening on both
+    sides: row ``o*Cout + co``, column ``i*Cin + ci`` for flattened positions ``o``,
+    ``i``. In 1-D ``T`` is block Toeplitz; in 2-D doubly block Toeplitz (``Hout x H``
+    blocks, one per pair of image rows, each a 1-D convolution matrix along the
+    columns); doubly block circulant with ``padding_mode="circular"``, stride 1 and
+    as many outputs as inputs.
 
     Args:
-      w: filter, shape ``(K, Cin // groups, Cout)``, real floating.
-      in_length: the input length ``L``.
+      w: filter, shape ``(*K, Cin // groups, Cout)``, real floating.
+      in_shape: the input length ``L`` (an int, 1-D) or the spatial shape
+        ``(L1, ..., LN)`` with ``N = w.ndim - 2``.
       stride, padding, dilation, groups, flip, padding_mode: as in
-        :func:`convjax.conv1d`.
+        :func:`convjax.conv`.
       max_bytes: refuse (before allocating) when the matrix would need more bytes
         than this; ``None`` disables the check. Default: 1 GiB.
 
     Returns:
-      ``T``, shape ``(Lout * Cout, L * Cin)``, dtype of ``w``.
+      ``T``, shape ``(prod(Lout) * Cout, prod(in_shape) * Cin)``, dtype of ``w``.
 
     Raises:
-      ValueError: bad options or shapes, or the matrix exceeds ``max_bytes`` (use
-        :func:`conv_matrix_sparse` then).
+      ValueError: bad options or shapes (``w``'s rank not ``len(in_shape) + 2``), or
+        the matrix exceeds ``max_bytes`` (use :func:`conv_matrix_sparse` then).
       TypeError: ``w`` is not real floating.
 
     Example:
@@ -455,20 +529,16 @@ def conv_matrix(
       >>> conv_matrix(w, 4, flip=True)
       Array([[7., 6., 5., 0.],
              [0., 7., 6., 5.]], dtype=float32)
+      >>> w2 = jnp.array([[1., 2.], [3., 4.]]).reshape(2, 2, 1, 1)
+      >>> conv_matrix(w2, (2, 3)).astype(int)     # 1 x 2 outputs, 2 x 3 inputs
+      Array([[1, 2, 0, 3, 4, 0],
+             [0, 1, 2, 0, 3, 4]], dtype=int32)
     """
-    _checks.check_floating("conv_matrix", "w", w)
-    opts = conv_options(
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        flip=flip,
-        padding_mode=padding_mode,
-        fn="conv_matrix",
-    )
-    s = structure_from_options(opts, np.shape(w), in_length, fn="conv_matrix")
+    fn = "conv_matrix"
+    _checks.check_floating(fn, "w", w)
+    s = _structure_of(fn, w, in_shape, stride, padding, dilation, groups, flip, padding_mode)
     _checks.check_bytes(
-        "conv_matrix",
+        fn,
         "the dense matrix",
         s.dense_shape,
         w.dtype,
@@ -478,9 +548,23 @@ def conv_matrix(
     return s.dense(w)
 
 
+def _structure_of(fn, w, in_shape, stride, padding, dilation, groups, flip, padding_mode):
+    opts = conv_options(
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        ndim=_ndim_of(fn, in_shape),
+        fn=fn,
+    )
+    return structure_from_options(opts, np.shape(w), in_shape, fn=fn)
+
+
 def conv_matrix_sparse(
     w,
-    in_length: int,
+    in_shape,
     *,
     stride=1,
     padding: PaddingLike = "valid",
@@ -490,17 +574,17 @@ def conv_matrix_sparse(
     padding_mode: str = "zeros",
 ) -> jsparse.BCOO:
     """:func:`conv_matrix` as a ``BCOO`` sparse matrix whose storage grows with the
-    number of copies of weights (at most ``Lout*K*Cin*Cout/groups``), not with
-    ``Lout*L``. ``conv_matrix_sparse(w, L).todense() == conv_matrix(w, L)``."""
-    _checks.check_floating("conv_matrix_sparse", "w", w)
-    opts = conv_options(
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        flip=flip,
-        padding_mode=padding_mode,
-        fn="conv_matrix_sparse",
-    )
-    s = structure_from_options(opts, np.shape(w), in_length, fn="conv_matrix_sparse")
+    number of copies of weights (at most ``prod(Lout)*prod(K)*Cin*Cout/groups``),
+    not with ``prod(Lout)*prod(L)``.
+    ``conv_matrix_sparse(w, in_shape).todense() == conv_matrix(w, in_shape)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> w = jnp.ones((3, 3, 1, 1))
+      >>> conv_matrix_sparse(w, (8, 8)).nse    # 6*6 outputs * 9 taps, not 36*64
+      324
+    """
+    fn = "conv_matrix_sparse"
+    _checks.check_floating(fn, "w", w)
+    s = _structure_of(fn, w, in_shape, stride, padding, dilation, groups, flip, padding_mode)
     return s.sparse(w)

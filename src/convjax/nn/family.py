@@ -3,9 +3,11 @@
 Given the :class:`~convjax.tying.ConvStructure` ``s`` of a layer (from
 :func:`convjax.nn.structure`), params move between the kinds
 
-* ``"conv"``: ``{"w": (K, Cin//g, Cout), "b": (Cout,)}``,
-* ``"local"``: ``{"w": (Lout, K, Cin//g, Cout), "b": (Lout, Cout)}``,
-* ``"dense"``: ``{"w": (Lout*Cout, L*Cin), "b": (Lout, Cout)}``,
+* ``"conv"``: ``{"w": (*K, Cin//g, Cout), "b": (Cout,)}``,
+* ``"local"``: ``{"w": (*Lout, *K, Cin//g, Cout), "b": (*Lout, Cout)}``,
+* ``"dense"``: ``{"w": (prod(Lout)*Cout, prod(L)*Cin), "b": (*Lout, Cout)}``,
+
+for any number of spatial axes (``K``, ``L``, ``Lout`` are shapes in N-D)
 
 (``"b"`` optional; it moves with ``"w"`` when present) by three kinds of maps:
 
@@ -95,7 +97,7 @@ def _w_shapes(s: ConvStructure):
 
 
 def _b_shape(s: ConvStructure, kind: str):
-    return (s.out_channels,) if kind == "conv" else (s.out_length, s.out_channels)
+    return (s.out_channels,) if kind == "conv" else s.bias_shape
 
 
 def _check_structure(fn: str, s) -> None:
@@ -202,7 +204,12 @@ def _out(w, b):
 
 
 def _spread(b, s: ConvStructure):
-    return jnp.broadcast_to(b[None, :], (s.out_length, s.out_channels))
+    return jnp.broadcast_to(b.reshape((1,) * s.ndim + b.shape), s.bias_shape)
+
+
+def _positions(s: ConvStructure) -> tuple[int, ...]:
+    """The axes of the output positions in an untied bias ``(*Lout, Cout)``."""
+    return tuple(range(s.ndim))
 
 
 # ---- embeddings -----------------------------------------------------------
@@ -247,7 +254,7 @@ def local_to_conv(params, s: ConvStructure):
     each tap is the AVERAGE of its live copies, the bias the average over positions.
     Exact inverse of :func:`conv_to_local` on its image."""
     w, b = _take("local_to_conv", params, s, "local")
-    return _out(s.local_to_conv_nearest(w), None if b is None else jnp.mean(b, axis=0))
+    return _out(s.local_to_conv_nearest(w), None if b is None else jnp.mean(b, axis=_positions(s)))
 
 
 @_layerwise
@@ -266,7 +273,7 @@ def dense_to_conv(params, s: ConvStructure):
     bias the average over positions. ``conv_to_dense(dense_to_conv(p))`` is the
     orthogonal projection onto the dense twins of convolutions."""
     w, b = _take("dense_to_conv", params, s, "dense")
-    return _out(s.nearest_filter(w), None if b is None else jnp.mean(b, axis=0))
+    return _out(s.nearest_filter(w), None if b is None else jnp.mean(b, axis=_positions(s)))
 
 
 # ---- adjoints ---------------------------------------------------------------
@@ -275,7 +282,7 @@ def local_to_conv_adjoint(params, s: ConvStructure):
     """Adjoint of :func:`conv_to_local`: SUMS each tap over its live positions and
     the bias over positions. Maps a local gradient to the conv gradient."""
     w, b = _take("local_to_conv_adjoint", params, s, "local")
-    return _out(s.local_to_conv_adjoint(w), None if b is None else jnp.sum(b, axis=0))
+    return _out(s.local_to_conv_adjoint(w), None if b is None else jnp.sum(b, axis=_positions(s)))
 
 
 @_layerwise
@@ -291,7 +298,7 @@ def dense_to_conv_adjoint(params, s: ConvStructure):
     """Adjoint of :func:`conv_to_dense`: ``T*``, SUMS each weight over its copies,
     the bias over positions. Maps a dense gradient to the conv gradient."""
     w, b = _take("dense_to_conv_adjoint", params, s, "dense")
-    return _out(s.adjoint(w), None if b is None else jnp.sum(b, axis=0))
+    return _out(s.adjoint(w), None if b is None else jnp.sum(b, axis=_positions(s)))
 
 
 # ---- generic moves ----------------------------------------------------------

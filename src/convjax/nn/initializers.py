@@ -30,6 +30,11 @@ dense      (Lout*Cout, L*Cin)      (L*Cin, Lout*Cout), transposed  L*Cin    Lout
 Dense(n)   (n, F)                  (F, n), transposed              F        n
 =========  ======================  ==============================  =======  =========
 
+With ``N`` spatial axes ``K`` and ``Lout`` are shapes: the conv view is
+``(*K, Cin/g, Cout/g)`` (``fan_in = prod(K)*Cin/g``), the locally connected weight
+``(*Lout, *K, Cin/g, Cout)`` is one such draw per output position, the dense matrix
+``(prod(Lout)*Cout, prod(L)*Cin)`` is drawn transposed.
+
 (``g`` = ``groups``; "per group": the ``g`` draws side by side along ``Cout``;
 "per position": one draw for each of the ``Lout`` output positions.)
 
@@ -103,18 +108,20 @@ def check_initializer(fn: str, name: str, init) -> None:
         )
 
 
-def weight_view(kind: str, w_shape, *, groups: int = 1) -> tuple[int, ...]:
+def weight_view(kind: str, w_shape, *, groups: int = 1, ndim: int = 1) -> tuple[int, ...]:
     """The shape one call of the initializer sees for a weight of ``w_shape``.
 
     Args:
-      kind: ``"conv"`` (``w_shape == (K, Cin/g, Cout)``), ``"local"``
-        (``(Lout, K, Cin/g, Cout)``) or ``"dense"`` (``(n_out, n_in)``).
+      kind: ``"conv"`` (``w_shape == (*K, Cin/g, Cout)``), ``"local"``
+        (``(*Lout, *K, Cin/g, Cout)``) or ``"dense"`` (``(n_out, n_in)``).
       w_shape: the weight's shape.
       groups: the layer's ``groups`` (conv and local).
+      ndim: the number of spatial axes ``N`` (conv and local).
 
     Returns:
-      The view: ``(K, Cin/g, Cout/g)`` for conv and local (drawn once per group and,
-      for local, once per position), ``(n_in, n_out)`` for dense.
+      The view: ``(*K, Cin/g, Cout/g)`` for conv and local (drawn once per group and,
+      for local, once per output position), ``(n_in, n_out)`` for dense; so
+      ``fan_in = prod(K)*Cin/g`` for conv and local, ``n_in`` for dense.
 
     Raises:
       ValueError: unknown ``kind``, a shape of the wrong rank, or ``Cout`` not
@@ -125,6 +132,8 @@ def weight_view(kind: str, w_shape, *, groups: int = 1) -> tuple[int, ...]:
       (3, 2, 4)
       >>> weight_view("dense", (112, 64))
       (64, 112)
+      >>> weight_view("conv", (3, 3, 2, 8), ndim=2)
+      (3, 3, 2, 8)
     """
     fn = "weight_view"
     if kind not in VIEW_KINDS:
@@ -132,18 +141,18 @@ def weight_view(kind: str, w_shape, *, groups: int = 1) -> tuple[int, ...]:
             f"{fn}: `kind` must be one of {', '.join(map(repr, VIEW_KINDS))}, got {kind!r}."
         )
     shape = tuple(int(d) for d in w_shape)
-    rank = {"conv": 3, "local": 4, "dense": 2}[kind]
+    rank = {"conv": ndim + 2, "local": 2 * ndim + 2, "dense": 2}[kind]
     if len(shape) != rank:
         raise ValueError(f"{fn}: a {kind} weight must have rank {rank}, got `w_shape`={shape}.")
     if kind == "dense":
         return (shape[1], shape[0])
-    k, cin_g, cout = shape[-3:]
+    ks, cin_g, cout = shape[-ndim - 2 : -2], shape[-2], shape[-1]
     if groups < 1 or cout % groups:
         raise ValueError(
             f"{fn}: Cout={cout} (the last axis of `w_shape`={shape}) must be divisible by "
             f"`groups`={groups}."
         )
-    return (k, cin_g, cout // groups)
+    return (*ks, cin_g, cout // groups)
 
 
 def view_fans(view) -> tuple[float, float]:
@@ -166,6 +175,7 @@ def init_weight(
     dtype,
     *,
     groups: int = 1,
+    ndim: int = 1,
     fn: str = "init_weight",
     name: str = "w_init",
 ) -> jax.Array:
@@ -175,10 +185,11 @@ def init_weight(
       init: ``init(key, shape, dtype) -> array``, e.g. from :mod:`jax.nn.initializers`.
       key: a PRNG key.
       kind: ``"conv"``, ``"local"`` or ``"dense"``; see :func:`weight_view`.
-      w_shape: the weight's shape: ``(K, Cin/g, Cout)``, ``(Lout, K, Cin/g, Cout)``
+      w_shape: the weight's shape: ``(*K, Cin/g, Cout)``, ``(*Lout, *K, Cin/g, Cout)``
         or ``(n_out, n_in)``.
       dtype: the parameter dtype.
       groups: the layer's ``groups``.
+      ndim: the number of spatial axes (conv and local).
       fn, name: the function and argument named in error messages.
 
     Returns:
@@ -197,21 +208,22 @@ def init_weight(
       >>> w.shape
       (14, 3, 4, 8)
     """
-    view = weight_view(kind, w_shape, groups=groups)
+    view = weight_view(kind, w_shape, groups=groups, ndim=ndim)
     w_shape = tuple(int(d) for d in w_shape)
     if kind == "dense":
         return _call(fn, name, init, key, view, dtype).T
     if kind == "conv":
         return _conv_draw(fn, name, init, key, view, dtype, groups)
-    keys = jax.random.split(key, w_shape[0])
-    return jax.vmap(lambda k: _conv_draw(fn, name, init, k, view, dtype, groups))(keys)
+    keys = jax.random.split(key, math.prod(w_shape[:ndim]))  # one draw per output position
+    w = jax.vmap(lambda k: _conv_draw(fn, name, init, k, view, dtype, groups))(keys)
+    return w.reshape(w_shape)
 
 
 def init_bias(
     init: Initializer, key, b_shape, dtype, *, fn: str = "init_bias", name: str = "b_init"
 ) -> jax.Array:
-    """Draws a bias: ``init(key, b_shape)`` for a 1-D ``b_shape``; for ``(Lout, Cout)``
-    one ``(Cout,)`` draw per position (split keys), as the conv bias is drawn.
+    """Draws a bias: ``init(key, b_shape)`` for a 1-D ``b_shape``; for ``(*Lout, Cout)``
+    one ``(Cout,)`` draw per output position (split keys), as the conv bias is drawn.
 
     Example:
       >>> import jax
@@ -222,18 +234,18 @@ def init_bias(
     b_shape = tuple(int(d) for d in b_shape)
     if len(b_shape) == 1:
         return _call(fn, name, init, key, b_shape, dtype)
-    keys = jax.random.split(key, b_shape[0])
-    return jax.vmap(lambda k: _call(fn, name, init, k, b_shape[1:], dtype))(keys)
+    keys = jax.random.split(key, math.prod(b_shape[:-1]))
+    b = jax.vmap(lambda k: _call(fn, name, init, k, b_shape[-1:], dtype))(keys)
+    return b.reshape(b_shape)
 
 
 def _conv_draw(fn, name, init, key, view, dtype, groups):
-    """``(K, Cin/g, Cout)`` from ``groups`` draws of ``view = (K, Cin/g, Cout/g)``."""
+    """``(*K, Cin/g, Cout)`` from ``groups`` draws of ``view = (*K, Cin/g, Cout/g)``."""
     if groups == 1:
         return _call(fn, name, init, key, view, dtype)
     keys = jax.random.split(key, groups)
-    w = jax.vmap(lambda k: _call(fn, name, init, k, view, dtype))(keys)  # (g, K, Cin/g, Cout/g)
-    k, cin_g, cout_g = view
-    return jnp.moveaxis(w, 0, -2).reshape(k, cin_g, groups * cout_g)
+    w = jax.vmap(lambda k: _call(fn, name, init, k, view, dtype))(keys)  # (g, *K, Cin/g, Cout/g)
+    return jnp.moveaxis(w, 0, -2).reshape(*view[:-1], groups * view[-1])
 
 
 def _call(fn, name, init, key, shape, dtype):

@@ -64,9 +64,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from convjax import _checks
-from convjax.conv import ALGORITHMS as CONV_ALGORITHMS
-from convjax.conv import conv1d
-from convjax.geometry import ConvOptions, PaddingLike, conv_options
+from convjax.convolution import ALGORITHMS as CONV_ALGORITHMS
+from convjax.convolution import conv
+from convjax.geometry import ConvOptions, PaddingLike, conv_options, per_axis
 from convjax.local import local_apply
 from convjax.nn import initializers as inits
 from convjax.nn._describe import short
@@ -74,7 +74,6 @@ from convjax.tying import ConvStructure, structure_from_options
 
 #: the three kinds of linear layer, from most to least tied
 KINDS = ("conv", "local", "dense")
-_FACTORY = {"conv": "Conv1D", "local": "LocallyConnected1D", "dense": "Dense"}
 # old names of the kinds (see CHANGELOG.md), for a helpful error only
 _OLD_KINDS = {
     "shared": "conv",
@@ -103,15 +102,21 @@ def check_kind(fn: str, name: str, kind) -> str:
 
 
 class Layer(NamedTuple):
-    """A layer: two pure functions.
+    """A layer: two pure functions, and what built them.
 
     Attributes:
       init: ``init(key, input_shape) -> (output_shape, params)``.
       apply: ``apply(params, x) -> y``.
+      spec: the static description the factory built the layer from (a
+        :class:`Linear`, a :class:`Serial`, ...), read by :func:`linear_spec`,
+        :func:`structure` and :func:`twin`; ``None`` for a custom
+        ``Layer(init, apply)``. It survives replacing the functions, e.g.
+        ``layer._replace(init=jax.jit(layer.init, static_argnums=1))``.
     """
 
     init: Callable
     apply: Callable
+    spec: Any = None
 
     def __call__(self, *args, **kwargs):
         """A layer is not callable; raises TypeError saying what to write instead."""
@@ -210,11 +215,11 @@ def _add_bias(y, b):
 # the one linear mechanism
 # --------------------------------------------------------------------------
 class Frame(NamedTuple):
-    """Everything static a :class:`Linear1D` needs for one example shape.
+    """Everything static a :class:`Linear` needs for one example shape.
 
     Attributes:
-      in_shape: the example input shape, ``(L, Cin)`` or ``(F,)``.
-      out_shape: the example output shape, ``(Lout, Cout)`` or ``(n,)``.
+      in_shape: the example input shape, ``(*spatial, Cin)``.
+      out_shape: the example output shape, ``(*out_spatial, Cout)``.
       w_shape, b_shape: parameter shapes (``b_shape`` is None without a bias).
       structure: the :class:`ConvStructure`, or None for a dense layer built
         without conv settings.
@@ -227,33 +232,42 @@ class Frame(NamedTuple):
     structure: ConvStructure | None
 
 
-@dataclasses.dataclass(frozen=True)
-class Linear1D:
-    """A linear layer over a convolution structure, of one of three kinds.
+def _layout(ndim: int) -> str:
+    return {1: "(..., L, Cin)", 2: "(..., H, W, Cin)"}.get(ndim, f"(..., *spatial[{ndim}], Cin)")
 
-    Build it with :func:`Conv1D`, :func:`LocallyConnected1D`, :func:`Dense`
-    (or :func:`twin`); :meth:`layer` gives the :class:`Layer`.
+
+@dataclasses.dataclass(frozen=True)
+class Linear:
+    """A linear layer over a convolution structure with ``ndim`` spatial axes, of one
+    of three kinds.
+
+    Build it with :func:`Conv1D`, :func:`Conv2D`, :func:`LocallyConnected1D`,
+    :func:`LocallyConnected2D`, :func:`Dense` with conv settings (or :func:`twin`);
+    :meth:`layer` gives the :class:`Layer`. (A plain ``Dense(n)`` on the last axis
+    is a :class:`PlainDense`, not this.)
 
     Attributes:
       kind: ``"conv"``, ``"local"`` or ``"dense"``.
-      out_channels: ``Cout`` (or the number of outputs ``n`` of a plain dense layer).
-      kernel_size: ``K``; None for a dense layer that has no conv structure.
-      out_length: the output length of a dense layer without conv structure
-        (``(L, Cin) -> (out_length, Cout)``); None otherwise.
-      options: the normalised conv options (stride, padding, ...).
+      ndim: ``N``, the number of spatial axes.
+      out_channels: ``Cout``.
+      kernel_shape: ``(K1, ..., KN)``; None for a dense layer without conv structure.
+      out_spatial: the output spatial shape of a dense layer without conv
+        structure (``(*spatial, Cin) -> (*out_spatial, Cout)``); None otherwise.
+      options: the normalised conv options (stride, padding, ..., per axis).
       use_bias: whether there is a bias.
       w_init, b_init: initializers ``init(key, shape, dtype)`` (see
         :mod:`convjax.nn.initializers` for the shapes they are handed).
       dtype: the parameter dtype.
       precision: passed to XLA by ``apply``.
-      algorithm: the :func:`convjax.conv1d` algorithm of the conv route (``"auto"``
+      algorithm: the :func:`convjax.conv` algorithm of the conv route (``"auto"``
         by default; the other kinds have one route each).
     """
 
     kind: str
+    ndim: int
     out_channels: int
-    kernel_size: int | None
-    out_length: int | None
+    kernel_shape: tuple[int, ...] | None
+    out_spatial: tuple[int, ...] | None
     options: ConvOptions
     use_bias: bool
     w_init: Callable
@@ -264,56 +278,52 @@ class Linear1D:
 
     @property
     def name(self) -> str:
-        return _FACTORY[self.kind]
+        if self.kind == "dense":
+            return "Dense"
+        base = "Conv" if self.kind == "conv" else "LocallyConnected"
+        return f"{base}{self.ndim}D"
 
     @property
     def in_ndim(self) -> int:
-        """Rank of one example: 2 (``(L, Cin)``), or 1 for a plain dense layer."""
-        return 1 if self.kernel_size is None and self.out_length is None else 2
+        """Rank of one example: ``N + 1`` (``(*spatial, Cin)``)."""
+        return self.ndim + 1
 
     @property
     def layout(self) -> str:
-        return "(..., F)" if self.in_ndim == 1 else "(..., L, Cin)"
+        return _layout(self.ndim)
 
     def layer(self) -> Layer:
         """The :class:`Layer` ``(init, apply)`` of this spec."""
-        return Layer(self.init, self.apply)
+        return Layer(self.init, self.apply, self)
 
     # ---- static shapes ------------------------------------------------------
     def frame(self, example_shape: tuple[int, ...], *, fn: str | None = None) -> Frame:
         """The static shapes and structure for one example of ``example_shape``."""
         fn = fn or f"{self.name}.init"
         cout = self.out_channels
-        if self.in_ndim == 1:
-            (f_in,) = example_shape
-            return Frame((f_in,), (cout,), (cout, f_in), (cout,) if self.use_bias else None, None)
-        L, cin = example_shape
-        if self.kernel_size is None:  # dense (L, Cin) -> (out_length, Cout), no structure
-            assert self.out_length is not None  # in_ndim == 2 without kernel_size
-            lout = self.out_length
-            return Frame(
-                (L, cin),
-                (lout, cout),
-                (lout * cout, L * cin),
-                (lout, cout) if self.use_bias else None,
-                None,
-            )
+        spatial, cin = tuple(example_shape[:-1]), example_shape[-1]
+        if self.kernel_shape is None:  # dense (*spatial, Cin) -> (*out_spatial, Cout)
+            assert self.out_spatial is not None
+            outs = self.out_spatial
+            w = (math.prod(outs) * cout, math.prod(spatial) * cin)
+            b = (*outs, cout)
+            return Frame((*spatial, cin), b, w, b if self.use_bias else None, None)
         g = self.options.groups
         if cin % g:
             raise ValueError(
                 f"{fn}: the input channels Cin={cin} must be divisible by `groups`={g}."
             )
-        s = structure_from_options(self.options, (self.kernel_size, cin // g, cout), L, fn=fn)
-        lout = s.out_length
-        w: tuple[int, ...]
-        b: tuple[int, ...]
-        if self.kind == "conv":
-            w, b = tuple(s.filter_shape), (cout,)
-        elif self.kind == "local":
-            w, b = tuple(s.local_filter_shape), (lout, cout)
-        else:
-            w, b = tuple(s.dense_shape), (lout, cout)
-        return Frame((L, cin), (lout, cout), w, b if self.use_bias else None, s)
+        s = structure_from_options(
+            self.options, (*self.kernel_shape, cin // g, cout), spatial, fn=fn
+        )
+        shapes: dict[str, tuple[int, ...]] = {
+            "conv": s.filter_shape,
+            "local": s.local_filter_shape,
+            "dense": s.dense_shape,
+        }
+        b = (cout,) if self.kind == "conv" else s.bias_shape
+        out = (*s.out_shape, cout)
+        return Frame((*spatial, cin), out, shapes[self.kind], b if self.use_bias else None, s)
 
     def output_shape(self, input_shape) -> tuple[int, ...]:
         """``input_shape`` (leading axes, then one example) -> the output shape."""
@@ -356,6 +366,7 @@ class Linear1D:
                 fr.w_shape,
                 self.dtype,
                 groups=self.options.groups,
+                ndim=self.ndim,
                 fn=fn,
             )
         }
@@ -364,14 +375,14 @@ class Linear1D:
         return shape[:k] + fr.out_shape, params
 
     def apply(self, params, x):
-        """``apply(params, x) -> y``: ``x`` of shape ``(..., L, Cin)`` (or ``(..., F)``
-        for a plain dense layer), ``y`` of shape ``(..., Lout, Cout)`` (or ``(..., n)``)."""
+        """``apply(params, x) -> y``: ``x`` of shape ``(..., *spatial, Cin)``, ``y`` of
+        shape ``(..., *out_spatial, Cout)``."""
         fn = f"{self.name}.apply"
         x = _check_x(fn, x, self.in_ndim, self.layout)
         example = x.shape[x.ndim - self.in_ndim :]
         fr = self._apply_frame(fn, params, example)
         w = params["w"]
-        dtype = _checks.result_dtype(fn, x=x, w=w)  # integer x: promoted, as conv1d does
+        dtype = _checks.result_dtype(fn, x=x, w=w)  # integer x: promoted, as conv does
         x, w = x.astype(dtype), jnp.asarray(w, dtype)
         if self.kind == "conv":
             y = _conv_route(x, w, self.options, self.precision, self.algorithm)
@@ -388,59 +399,113 @@ class Linear1D:
         return y
 
     def _apply_frame(self, fn, params, example) -> Frame:
-        if self.in_ndim == 2:
-            fr0 = self._frame_from_params(fn, params)
-            L, cin = example
-            if fr0 is not None and cin != fr0:
-                raise ValueError(
-                    f"{fn}: `x` has Cin={cin} channels (x.shape[-1]) but `params` were "
-                    f"built for Cin={fr0} channels."
-                )
+        cin0 = self._cin_from_params(params)
+        cin = example[-1]
+        if cin0 is not None and cin != cin0:
+            raise ValueError(
+                f"{fn}: `x` has Cin={cin} channels (x.shape[-1]) but `params` were "
+                f"built for Cin={cin0} channels."
+            )
         fr = self.frame(tuple(example), fn=fn)
         expected = {"w": fr.w_shape}
-        layouts = {"w": _W_LAYOUT[self.kind if self.in_ndim == 2 else "plain"]}
+        layouts = {"w": _w_layout(self.kind, self.ndim)}
         if self.use_bias and fr.b_shape is not None:
             expected["b"] = fr.b_shape
-            layouts["b"] = _B_LAYOUT[self.kind if self.in_ndim == 2 else "plain"]
+            layouts["b"] = _b_layout(self.kind, self.ndim)
         why = f"for `x` with example shape {tuple(example)}"
         if (
             self.kind != "conv"
-            and self.in_ndim == 2
             and isinstance(params, dict)
             and "w" in params
             and tuple(np.shape(params["w"])) != fr.w_shape
         ):
+            size = f"L={example[0]}" if self.ndim == 1 else f"spatial shape {tuple(example[:-1])}"
             why += (
-                f" (the params of a {self.name} layer fix its input length; this `x` "
-                f"has L={example[0]})"
+                f" (the params of a {self.name} layer fix its input "
+                f"{'length' if self.ndim == 1 else 'shape'}; this `x` has {size})"
             )
         _check_params(fn, params, expected, layouts, why)
         return fr
 
-    def _frame_from_params(self, fn, params):
+    def _cin_from_params(self, params):
         """The Cin the params were built for, when it can be read off them."""
         if not isinstance(params, dict) or "w" not in params:
             return None
         wshape = np.shape(params["w"])
-        g = self.options.groups
-        if self.kind == "conv" and len(wshape) == 3:
-            return wshape[1] * g
-        if self.kind == "local" and len(wshape) == 4:
-            return wshape[2] * g
+        rank = {"conv": self.ndim + 2, "local": 2 * self.ndim + 2}.get(self.kind)
+        if len(wshape) == rank:
+            return wshape[-2] * self.options.groups
         return None
 
 
-_W_LAYOUT = {
-    "conv": "(K, Cin//groups, Cout)",
-    "local": "(Lout, K, Cin//groups, Cout)",
-    "dense": "(Lout*Cout, L*Cin)",
-    "plain": "(n, F)",
-}
-_B_LAYOUT = {"conv": "(Cout,)", "local": "(Lout, Cout)", "dense": "(Lout, Cout)", "plain": "(n,)"}
+def _w_layout(kind: str, ndim: int) -> str:
+    if ndim == 1:
+        return {
+            "conv": "(K, Cin//groups, Cout)",
+            "local": "(Lout, K, Cin//groups, Cout)",
+            "dense": "(Lout*Cout, L*Cin)",
+        }[kind]
+    return {
+        "conv": "(*K, Cin//groups, Cout)",
+        "local": "(*Lout, *K, Cin//groups, Cout)",
+        "dense": "(prod(Lout)*Cout, prod(L)*Cin)",
+    }[kind]
+
+
+def _b_layout(kind: str, ndim: int) -> str:
+    if kind == "conv":
+        return "(Cout,)"
+    return "(Lout, Cout)" if ndim == 1 else "(*Lout, Cout)"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainDense:
+    """The familiar fully connected layer on the last axis, ``(..., F) -> (..., n)``:
+    ``w`` of shape ``(n, F)``, ``b`` of shape ``(n,)``. No conv structure; built by
+    ``Dense(n)``."""
+
+    out_features: int
+    use_bias: bool
+    w_init: Callable
+    b_init: Callable
+    dtype: Any
+    precision: Any = None
+
+    name = "Dense"
+    layout = "(..., F)"
+
+    def layer(self) -> Layer:
+        return Layer(self.init, self.apply, self)
+
+    def init(self, key, input_shape):
+        """``init(key, (..., F)) -> ((..., n), {"w": (n, F), "b": (n,)})``."""
+        fn = "Dense.init"
+        shape = _check_input_shape(fn, input_shape, 1, self.layout)
+        n, f_in = self.out_features, shape[-1]
+        kw, kb = jax.random.split(key)
+        params = {"w": inits.init_weight(self.w_init, kw, "dense", (n, f_in), self.dtype, fn=fn)}
+        if self.use_bias:
+            params["b"] = inits.init_bias(self.b_init, kb, (n,), self.dtype, fn=fn)
+        return shape[:-1] + (n,), params
+
+    def apply(self, params, x):
+        """``apply(params, x)``: ``(..., F) -> (..., n)``."""
+        fn = "Dense.apply"
+        x = _check_x(fn, x, 1, self.layout)
+        n, f_in = self.out_features, x.shape[-1]
+        expected: dict[str, tuple[int, ...]] = {"w": (n, f_in)}
+        if self.use_bias:
+            expected["b"] = (n,)
+        layouts = {"w": "(n, F)", "b": "(n,)"}
+        _check_params(fn, params, expected, layouts, f"for `x` with F={f_in} features")
+        dtype = _checks.result_dtype(fn, x=x, w=params["w"])
+        w = jnp.asarray(params["w"], dtype)
+        y = jnp.einsum("...i,oi->...o", x.astype(dtype), w, precision=self.precision)
+        return _add_bias(y, params["b"]) if self.use_bias else y
 
 
 def _conv_route(x, w, opts: ConvOptions, precision, algorithm: str):
-    return conv1d(
+    return conv(
         x,
         w,
         stride=opts.stride,
@@ -454,9 +519,21 @@ def _conv_route(x, w, opts: ConvOptions, precision, algorithm: str):
     )
 
 
+def _common(fn: str, out_channels, use_bias, w_init, b_init) -> int:
+    """Checks the arguments every linear factory has; returns ``out_channels``."""
+    out_channels = _checks.as_positive_int(fn, "out_channels", out_channels)
+    if not isinstance(use_bias, (bool, np.bool_)):
+        raise TypeError(f"{fn}: `use_bias` must be a bool, got {short(use_bias)}.")
+    for name, f in (("w_init", w_init), ("b_init", b_init)):
+        if f is not None:
+            inits.check_initializer(fn, name, f)
+    return out_channels
+
+
 def _make_linear(
     fn: str,
     kind: str,
+    ndim: int,
     out_channels,
     kernel_size,
     out_length,
@@ -473,12 +550,10 @@ def _make_linear(
     dtype,
     precision,
     algorithm: str = "auto",
-) -> Linear1D:
-    out_channels = _checks.as_positive_int(fn, "out_channels", out_channels)
-    if kernel_size is not None:
-        kernel_size = _checks.as_positive_int(fn, "kernel_size", kernel_size)
-    if out_length is not None:
-        out_length = _checks.as_positive_int(fn, "out_length", out_length)
+) -> Linear:
+    out_channels = _common(fn, out_channels, use_bias, w_init, b_init)
+    kernel_shape = None if kernel_size is None else per_axis(fn, "kernel_size", kernel_size, ndim)
+    out_spatial = None if out_length is None else per_axis(fn, "out_length", out_length, ndim)
     opts = conv_options(
         stride=stride,
         padding=padding,
@@ -486,22 +561,19 @@ def _make_linear(
         groups=groups,
         flip=flip,
         padding_mode=padding_mode,
+        ndim=ndim,
         fn=fn,
     )
     if out_channels % opts.groups:
         raise ValueError(
             f"{fn}: `out_channels`={out_channels} must be divisible by `groups`={opts.groups}."
         )
-    if not isinstance(use_bias, (bool, np.bool_)):
-        raise TypeError(f"{fn}: `use_bias` must be a bool, got {short(use_bias)}.")
-    for name, f in (("w_init", w_init), ("b_init", b_init)):
-        if f is not None:
-            inits.check_initializer(fn, name, f)
-    return Linear1D(
+    return Linear(
         kind=kind,
+        ndim=ndim,
         out_channels=out_channels,
-        kernel_size=kernel_size,
-        out_length=out_length,
+        kernel_shape=kernel_shape,
+        out_spatial=out_spatial,
         options=opts,
         use_bias=bool(use_bias),
         w_init=w_init if w_init is not None else inits.DEFAULT_W_INIT,
@@ -512,7 +584,7 @@ def _make_linear(
     )
 
 
-def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
+def Conv1D(
     out_channels: int,
     kernel_size: int,
     *,
@@ -566,6 +638,7 @@ def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
     return _make_linear(
         "Conv1D",
         "conv",
+        1,
         out_channels,
         kernel_size,
         None,
@@ -584,7 +657,7 @@ def Conv1D(  # noqa: N802 (layer factories are capitalised, as in stax)
     ).layer()
 
 
-def LocallyConnected1D(  # noqa: N802
+def LocallyConnected1D(
     out_channels: int,
     kernel_size: int,
     *,
@@ -626,6 +699,7 @@ def LocallyConnected1D(  # noqa: N802
     return _make_linear(
         "LocallyConnected1D",
         "local",
+        1,
         out_channels,
         kernel_size,
         None,
@@ -643,11 +717,129 @@ def LocallyConnected1D(  # noqa: N802
     ).layer()
 
 
-def Dense(  # noqa: N802
+def Conv2D(
+    out_channels: int,
+    kernel_size,
+    *,
+    stride=1,
+    padding: PaddingLike = "valid",
+    dilation=1,
+    groups=1,
+    flip: bool = False,
+    padding_mode: str = "zeros",
+    use_bias: bool = True,
+    w_init: Callable | None = None,
+    b_init: Callable | None = None,
+    dtype=None,
+    precision=None,
+    algorithm: str = "auto",
+) -> Layer:
+    """2-D convolution layer (kind ``"conv"``): ``(..., H, W, Cin) -> (..., Hout, Wout, Cout)``.
+
+    Params: ``{"w": (KH, KW, Cin//groups, Cout), "b": (Cout,)}``; ``apply`` is
+    :func:`convjax.conv2d` plus the bias. The same mechanism as :func:`Conv1D` with
+    two spatial axes; the default initializer sees ``fan_in = KH*KW*Cin/groups``.
+
+    Args:
+      out_channels: ``Cout``.
+      kernel_size: ``K`` (square) or ``(KH, KW)``.
+      stride, padding, dilation, groups, flip, padding_mode: as in
+        :func:`convjax.conv2d` (ints or one entry per axis).
+      use_bias, w_init, b_init, dtype, precision, algorithm: as :func:`Conv1D`.
+
+    Returns:
+      A :class:`Layer`.
+
+    Example:
+      >>> import jax
+      >>> layer = Conv2D(8, 3, padding="same")
+      >>> out_shape, params = layer.init(jax.random.key(0), (28, 28, 1))
+      >>> out_shape, params["w"].shape, params["b"].shape
+      ((28, 28, 8), (3, 3, 1, 8), (8,))
+    """
+    return _make_linear(
+        "Conv2D",
+        "conv",
+        2,
+        out_channels,
+        kernel_size,
+        None,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        use_bias=use_bias,
+        w_init=w_init,
+        b_init=b_init,
+        dtype=dtype,
+        precision=precision,
+        algorithm=algorithm,
+    ).layer()
+
+
+def LocallyConnected2D(
+    out_channels: int,
+    kernel_size,
+    *,
+    stride=1,
+    padding: PaddingLike = "valid",
+    dilation=1,
+    groups=1,
+    flip: bool = False,
+    padding_mode: str = "zeros",
+    use_bias: bool = True,
+    w_init: Callable | None = None,
+    b_init: Callable | None = None,
+    dtype=None,
+    precision=None,
+) -> Layer:
+    """2-D locally connected layer (kind ``"local"``): :func:`Conv2D` with one filter
+    per output pixel. ``(..., H, W, Cin) -> (..., Hout, Wout, Cout)``.
+
+    Params: ``{"w": (Hout, Wout, KH, KW, Cin//groups, Cout), "b": (Hout, Wout, Cout)}``;
+    the layer is tied to the image size given to ``init``. The initializer is called
+    once per output pixel on the conv's view, so it sees the conv's ``fan_in``.
+
+    Args: as :func:`Conv2D`.
+
+    Returns:
+      A :class:`Layer`.
+
+    Example:
+      >>> import jax
+      >>> layer = LocallyConnected2D(4, (3, 2))
+      >>> out_shape, params = layer.init(jax.random.key(0), (8, 8, 2))
+      >>> out_shape, params["w"].shape, params["b"].shape
+      ((6, 7, 4), (6, 7, 3, 2, 2, 4), (6, 7, 4))
+    """
+    return _make_linear(
+        "LocallyConnected2D",
+        "local",
+        2,
+        out_channels,
+        kernel_size,
+        None,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flip=flip,
+        padding_mode=padding_mode,
+        use_bias=use_bias,
+        w_init=w_init,
+        b_init=b_init,
+        dtype=dtype,
+        precision=precision,
+    ).layer()
+
+
+def Dense(
     out_channels: int,
     *,
-    out_length: int | None = None,
-    kernel_size: int | None = None,
+    out_length: int | tuple[int, ...] | None = None,
+    kernel_size: int | tuple[int, ...] | None = None,
     stride=1,
     padding: PaddingLike = "valid",
     dilation=1,
@@ -671,7 +863,11 @@ def Dense(  # noqa: N802
       ``Conv1D(Cout, K, ...)``: the same shapes as the second form with ``Lout`` from
       the conv settings, and it knows its conv structure (for the moves in
       :mod:`convjax.nn.family` and :mod:`convjax.nn.tied`). Every entry of ``w``
-      is free; the conv settings only fix ``Lout`` and the structure.
+      is free; the conv settings only fix ``Lout`` and the structure. With
+      ``kernel_size=(KH, KW)`` it is the dense twin of ``Conv2D(Cout, (KH, KW),
+      ...)`` on images ``(..., H, W, Cin)``: ``w`` of shape ``(Hout*Wout*Cout,
+      H*W*Cin)`` (the doubly block Toeplitz layout of :func:`convjax.conv_matrix`),
+      ``b`` of shape ``(Hout, Wout, Cout)``; likewise ``out_length=(Hout, Wout)``.
 
     ``w`` is laid out as :func:`convjax.conv_matrix`: ``y.reshape(-1) =
     w @ x.reshape(-1) + b.reshape(-1)`` for one example. The initializer is called on
@@ -681,8 +877,10 @@ def Dense(  # noqa: N802
 
     Args:
       out_channels: ``Cout`` (or ``n``).
-      out_length: ``Lout`` for a dense layer on ``(L, Cin)`` without conv settings.
-      kernel_size: ``K`` of the conv this layer is the dense twin of.
+      out_length: ``Lout`` for a dense layer on ``(L, Cin)`` without conv settings
+        (a tuple of output sizes for more spatial axes).
+      kernel_size: ``K`` of the conv this layer is the dense twin of (a tuple for
+        more spatial axes).
       stride, padding, dilation, groups, flip, padding_mode: that conv's options.
       use_bias, w_init, b_init, dtype, precision: as :func:`Conv1D`.
 
@@ -707,9 +905,21 @@ def Dense(  # noqa: N802
             f"dense twin of a conv, whose Lout the conv settings fix), not both; got "
             f"out_length={short(out_length)}, kernel_size={short(kernel_size)}."
         )
+    if out_length is None and kernel_size is None:
+        n = _common("Dense", out_channels, use_bias, w_init, b_init)
+        return PlainDense(
+            out_features=n,
+            use_bias=bool(use_bias),
+            w_init=w_init if w_init is not None else inits.DEFAULT_W_INIT,
+            b_init=b_init if b_init is not None else inits.DEFAULT_B_INIT,
+            dtype=_default_dtype("Dense", dtype),
+            precision=precision,
+        ).layer()
+    shape_arg = kernel_size if kernel_size is not None else out_length
     return _make_linear(
         "Dense",
         "dense",
+        len(shape_arg) if isinstance(shape_arg, (tuple, list)) else 1,
         out_channels,
         kernel_size,
         out_length,
@@ -727,9 +937,10 @@ def Dense(  # noqa: N802
     ).layer()
 
 
-def linear_spec(layer) -> Linear1D:
-    """The :class:`Linear1D` behind a layer made by :func:`Conv1D`,
-    :func:`LocallyConnected1D` or :func:`Dense`.
+def linear_spec(layer) -> Linear:
+    """The :class:`Linear` behind a layer made by :func:`Conv1D`, :func:`Conv2D`,
+    :func:`LocallyConnected1D`, :func:`LocallyConnected2D` or :func:`Dense` with conv
+    settings or ``out_length`` (a plain ``Dense(n)`` is a :class:`PlainDense`).
 
     Raises:
       TypeError: ``layer`` is not one of those.
@@ -739,10 +950,11 @@ def linear_spec(layer) -> Linear1D:
       'conv'
     """
     spec = _spec_of(layer)
-    if not isinstance(spec, Linear1D):
+    if not isinstance(spec, Linear):
         raise TypeError(
-            f"linear_spec: `layer` must be a layer made by Conv1D, LocallyConnected1D or "
-            f"Dense, got {describe_layer(layer)}."
+            f"linear_spec: `layer` must be a layer made by Conv1D, Conv2D, "
+            f"LocallyConnected1D, LocallyConnected2D or Dense (with conv settings or "
+            f"out_length), got {describe_layer(layer)}."
         )
     return spec
 
@@ -807,7 +1019,10 @@ def _structures(fn: str, layer, shape):
             st, shape = _structures(fn, sub, shape)
             out.append(st)
         return tuple(out), shape
-    if isinstance(spec, Linear1D):
+    if isinstance(spec, PlainDense):
+        shape = _check_input_shape(fn, shape, 1, spec.layout)
+        return None, shape[:-1] + (spec.out_features,)
+    if isinstance(spec, Linear):
         shape = _check_input_shape(fn, shape, spec.in_ndim, spec.layout)
         k = len(shape) - spec.in_ndim
         fr = spec.frame(shape[k:], fn=fn)
@@ -876,12 +1091,18 @@ def twin(layer, kind: str, *, w_init=None, b_init=None) -> Layer:
     spec = _spec_of(layer)
     if isinstance(spec, Serial):
         return _twin_model(spec, kind, w_init, b_init)
-    if not isinstance(spec, Linear1D):
+    if isinstance(spec, PlainDense):
+        raise ValueError(
+            f"{fn}: `layer` is a dense layer without conv settings (built without "
+            f"`kernel_size`), so it has no {kind!r} twin; build the conv with "
+            f"Conv1D(...) and take its twin."
+        )
+    if not isinstance(spec, Linear):
         raise TypeError(
             f"{fn}: `layer` must be a layer made by Conv1D, LocallyConnected1D or Dense, or "
             f"a serial model, got {describe_layer(layer)}."
         )
-    if spec.kernel_size is None:
+    if spec.kernel_shape is None:
         raise ValueError(
             f"{fn}: `layer` is a dense layer without conv settings (built without "
             f"`kernel_size`), so it has no {kind!r} twin; build the conv with "
@@ -890,7 +1111,7 @@ def twin(layer, kind: str, *, w_init=None, b_init=None) -> Layer:
     return _twin_linear(spec, kind, w_init, b_init).layer()
 
 
-def _twin_linear(spec: Linear1D, kind, w_init, b_init) -> Linear1D:
+def _twin_linear(spec: Linear, kind, w_init, b_init) -> Linear:
     return dataclasses.replace(
         spec,
         kind=kind,
@@ -905,7 +1126,7 @@ def _twin_model(spec: Serial, kind, w_init, b_init) -> Layer:
         s = _spec_of(sub)
         if isinstance(s, Serial):
             out.append(_twin_model(s, kind, w_init, b_init))
-        elif isinstance(s, Linear1D) and s.kernel_size is not None:
+        elif isinstance(s, Linear) and s.kernel_shape is not None:
             out.append(_twin_linear(s, kind, w_init, b_init).layer())
         else:
             out.append(sub)
@@ -946,13 +1167,12 @@ class _Stateless:
 
 def _stateless(fn: str, ndim: int, layout: str, out_example, forward) -> Layer:
     s = _Stateless(fn, ndim, layout, out_example, forward)
-    return Layer(s.init, s.apply)
+    return Layer(s.init, s.apply, s)
 
 
 def _spec_of(layer):
-    """The object behind a convjax layer (Linear1D, Serial, _Stateless), or None."""
-    init = getattr(layer, "init", None) if isinstance(layer, Layer) else None
-    return getattr(init, "__self__", None)
+    """The object behind a convjax layer (Linear, Serial, _Stateless), or None."""
+    return layer.spec if isinstance(layer, Layer) else None
 
 
 def describe_layer(layer) -> str:
@@ -966,7 +1186,7 @@ def describe_layer(layer) -> str:
       'the function Flatten (a layer factory: call it, `Flatten()`)'
     """
     spec = _spec_of(layer)
-    if isinstance(spec, Linear1D):
+    if isinstance(spec, (Linear, PlainDense)):
         return f"{spec.name} layer"
     if isinstance(spec, Serial):
         return f"serial model of {len(spec.layers)} layers"
@@ -993,7 +1213,7 @@ ACTIVATIONS: dict[str, Callable] = {
 }
 
 
-def Activation(name: str) -> Layer:  # noqa: N802
+def Activation(name: str) -> Layer:
     """An elementwise activation layer by name; the shape is unchanged.
 
     Args:
@@ -1009,7 +1229,7 @@ def Activation(name: str) -> Layer:  # noqa: N802
     return _stateless(f"Activation({name!r})", 0, "(...)", lambda s, fn: s, f)
 
 
-def Elementwise(fn: Callable) -> Layer:  # noqa: N802
+def Elementwise(fn: Callable) -> Layer:
     """A layer applying any elementwise jax function ``fn`` (shape unchanged)."""
     if not callable(fn):
         raise TypeError(f"Elementwise: `fn` must be callable, got {short(fn)}.")
@@ -1023,53 +1243,64 @@ Tanh = Activation("tanh")
 Erf = Activation("erf")
 
 
-def Flatten() -> Layer:  # noqa: N802
-    """``(..., L, C) -> (..., L*C)``, row-major (position, channel), the flattening
-    of the dense matrices."""
+def Flatten(spatial_axes: int = 1) -> Layer:
+    """``(..., *spatial, C) -> (..., prod(spatial)*C)``, row-major (position, channel),
+    the flattening of the dense matrices.
+
+    Args:
+      spatial_axes: how many spatial axes precede the channel axis (1 for
+        ``(..., L, C)``, 2 for images ``(..., H, W, C)``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> Flatten(2).apply((), jnp.ones((5, 4, 4, 3))).shape
+      (5, 48)
+    """
+    n = _checks.as_positive_int("Flatten", "spatial_axes", spatial_axes) + 1
 
     def out(s, fn):
-        return (s[0] * s[1],)
+        return (math.prod(s),)
 
     return _stateless(
         "Flatten",
-        2,
-        "(..., L, C)",
+        n,
+        _layout(n - 1).replace("Cin", "C"),
         out,
-        lambda x: x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1]),
+        lambda x: x.reshape(*x.shape[:-n], math.prod(x.shape[-n:])),
     )
 
 
-POOL_KINDS = ("avg", "max")
-
-
-def _pool(fn: str, kind: str, window, stride, padding) -> Layer:
-    window = _checks.as_positive_int(fn, "window", window)
+def _pool(fn: str, kind: str, window, stride, padding, ndim: int) -> Layer:
+    window = per_axis(fn, "window", window, ndim)
     stride = window if stride is None else stride
-    opts = conv_options(stride=stride, padding=padding, fn=fn)
+    opts = conv_options(stride=stride, padding=padding, ndim=ndim, fn=fn)
+    layout = _layout(ndim).replace("Cin", "C")
 
     def out(s, f):
-        g = opts.geometry(s[0], window, fn=f)
-        return (g.out_length, s[1])
+        return (*opts.geometry(tuple(s[:-1]), window, fn=f).out_shape, s[-1])
 
     def forward(x):
-        g = opts.geometry(x.shape[-2], window, fn=f"{fn}.apply")
-        nd = x.ndim
-        dims = (1,) * (nd - 2) + (window, 1)
-        strides = (1,) * (nd - 2) + (g.stride, 1)
-        pads = ((0, 0),) * (nd - 2) + ((g.pad_lo, g.pad_hi), (0, 0))
+        g = opts.geometry(tuple(x.shape[-ndim - 1 : -1]), window, fn=f"{fn}.apply")
+        lead = (1,) * (x.ndim - ndim - 1)
+        dims, strides = lead + window + (1,), lead + g.stride + (1,)
+        pads = ((0, 0),) * len(lead) + g.pads + ((0, 0),)
         # Python-scalar init values: lax recognises the (max, -inf) and (add, 0)
         # monoids and uses its differentiable reduce_window_{max,sum} primitives.
         if kind == "max":
             return jax.lax.reduce_window(x, -np.inf, jax.lax.max, dims, strides, pads)
         total = jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, strides, pads)
-        # the number of real (unpadded) entries in each window, (Lout, 1): static
-        count = (g.tap_sources() >= 0).sum(axis=1)[:, None]
+        # the number of real (unpadded) entries in each window, (*Lout, 1): static
+        count = np.ones((), int)
+        for a in range(ndim):
+            per = (g.tap_sources_axis(a) >= 0).sum(axis=1)
+            count = np.multiply.outer(count, per)
+        count = count[..., None]
         return total / jnp.broadcast_to(jnp.asarray(count, total.dtype), total.shape)
 
-    return _stateless(fn, 2, "(..., L, C)", out, forward)
+    return _stateless(fn, ndim + 1, layout, out, forward)
 
 
-def AvgPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = "valid") -> Layer:  # noqa: N802
+def AvgPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = "valid") -> Layer:
     """Average pooling over length: ``(..., L, C) -> (..., Lout, C)``.
 
     Args:
@@ -1078,27 +1309,68 @@ def AvgPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = 
       padding: as :func:`convjax.conv1d` (``"valid"``, ``"same"``, ints, ...); the
         average is over the real entries of each window (padding not counted).
     """
-    return _pool("AvgPool1D", "avg", window, stride, padding)
+    return _pool("AvgPool1D", "avg", window, stride, padding, 1)
 
 
-def MaxPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = "valid") -> Layer:  # noqa: N802
+def MaxPool1D(window: int, *, stride: int | None = None, padding: PaddingLike = "valid") -> Layer:
     """Max pooling over length: ``(..., L, C) -> (..., Lout, C)``; padding is -inf.
     Arguments as :func:`AvgPool1D`."""
-    return _pool("MaxPool1D", "max", window, stride, padding)
+    return _pool("MaxPool1D", "max", window, stride, padding, 1)
 
 
-def GlobalAvgPool() -> Layer:  # noqa: N802
+def AvgPool2D(window, *, stride=None, padding: PaddingLike = "valid") -> Layer:
+    """Average pooling over images: ``(..., H, W, C) -> (..., Hout, Wout, C)``.
+
+    Args:
+      window: ``k`` (square) or ``(kh, kw)``.
+      stride: step, an int or one per axis; default ``window`` (non-overlapping).
+      padding: as :func:`convjax.conv2d`; the average is over the real entries of
+        each window (padding not counted).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> AvgPool2D(2).apply((), jnp.arange(16.).reshape(4, 4, 1))[..., 0]
+      Array([[ 2.5,  4.5],
+             [10.5, 12.5]], dtype=float32)
+    """
+    return _pool("AvgPool2D", "avg", window, stride, padding, 2)
+
+
+def MaxPool2D(window, *, stride=None, padding: PaddingLike = "valid") -> Layer:
+    """Max pooling over images: ``(..., H, W, C) -> (..., Hout, Wout, C)``; padding
+    is -inf. Arguments as :func:`AvgPool2D`."""
+    return _pool("MaxPool2D", "max", window, stride, padding, 2)
+
+
+def _global(fn: str, reduce, ndim: int) -> Layer:
+    axes = tuple(range(-ndim - 1, -1))
+    return _stateless(
+        fn,
+        ndim + 1,
+        _layout(ndim).replace("Cin", "C"),
+        lambda s, f: (s[-1],),
+        lambda x: reduce(x, axis=axes),
+    )
+
+
+def GlobalAvgPool() -> Layer:
     """Mean over length: ``(..., L, C) -> (..., C)``."""
-    return _stateless(
-        "GlobalAvgPool", 2, "(..., L, C)", lambda s, f: (s[1],), lambda x: jnp.mean(x, axis=-2)
-    )
+    return _global("GlobalAvgPool", jnp.mean, 1)
 
 
-def GlobalMaxPool() -> Layer:  # noqa: N802
+def GlobalMaxPool() -> Layer:
     """Max over length: ``(..., L, C) -> (..., C)``."""
-    return _stateless(
-        "GlobalMaxPool", 2, "(..., L, C)", lambda s, f: (s[1],), lambda x: jnp.max(x, axis=-2)
-    )
+    return _global("GlobalMaxPool", jnp.max, 1)
+
+
+def GlobalAvgPool2D() -> Layer:
+    """Mean over the image: ``(..., H, W, C) -> (..., C)``."""
+    return _global("GlobalAvgPool2D", jnp.mean, 2)
+
+
+def GlobalMaxPool2D() -> Layer:
+    """Max over the image: ``(..., H, W, C) -> (..., C)``."""
+    return _global("GlobalMaxPool2D", jnp.max, 2)
 
 
 # --------------------------------------------------------------------------
@@ -1133,7 +1405,7 @@ class Serial:
         return x
 
     def layer(self) -> Layer:
-        return Layer(self.init, self.apply)
+        return Layer(self.init, self.apply, self)
 
 
 def serial(*layers: Layer) -> Layer:
@@ -1171,7 +1443,9 @@ __all__ = [
     "ACTIVATIONS",
     "Activation",
     "AvgPool1D",
+    "AvgPool2D",
     "Conv1D",
+    "Conv2D",
     "Dense",
     "Elementwise",
     "Erf",
@@ -1179,12 +1453,17 @@ __all__ = [
     "Frame",
     "Gelu",
     "GlobalAvgPool",
+    "GlobalAvgPool2D",
     "GlobalMaxPool",
+    "GlobalMaxPool2D",
     "Identity",
     "Layer",
     "KINDS",
-    "Linear1D",
+    "Linear",
     "LocallyConnected1D",
+    "LocallyConnected2D",
+    "MaxPool2D",
+    "PlainDense",
     "MaxPool1D",
     "Relu",
     "Serial",
