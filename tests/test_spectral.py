@@ -160,6 +160,14 @@ def general_configs(draw, ranks=(1, 2)):
     )
 
 
+def jitted(fn, config, **kwargs):
+    """``fn(w, in_shape, **options, **kwargs)`` as one compiled program of ``w`` (cheaper
+    to compile than the op-by-op dispatch of eager calls)."""
+    return jax.jit(
+        functools.partial(fn, in_shape=config["in_shape"], **options_of(config), **kwargs)
+    )
+
+
 def close(got, want, tol):
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape
@@ -170,7 +178,7 @@ def close(got, want, tol):
 # ---- the dense reference itself --------------------------------------------------------
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(general_configs(ranks=(1,)), st.integers(0, 2**16))
 def test_dense_reference_is_conv_matrix_in_1d(config, seed):
     w = random_filter(config, seed)
@@ -191,24 +199,23 @@ def test_dense_reference_is_conv_matrix_in_1d(config, seed):
 # ---- singular values -----------------------------------------------------------------
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(circular_configs(), st.integers(0, 2**16))
 def test_circular_singular_values_fft_and_dense_equal_numpy_svd(config, seed):
     w = random_filter(config, seed)
     want = svd_reference(reference_matrix(w, config))
-    for method in ("fft", "dense", "auto"):
-        got = conv_singular_values(w, config["in_shape"], method=method, **options_of(config))
+    for method in ("fft", "dense"):
+        got = jitted(conv_singular_values, config, method=method)(w)
         assert got.dtype == jnp.float64
         close(got, want, EXACT)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(general_configs(), st.integers(0, 2**16))
 def test_any_layer_dense_singular_values_equal_numpy_svd(config, seed):
     w = random_filter(config, seed)
     want = svd_reference(reference_matrix(w, config))
-    got = conv_singular_values(w, config["in_shape"], **options_of(config))
-    close(got, want, EXACT)
+    close(jitted(conv_singular_values, config)(w), want, EXACT)
 
 
 def test_3d_circular_fft_equals_numpy_svd():
@@ -241,9 +248,7 @@ def test_float32_within_stated_tolerance():
     w64 = random_filter(config, 7)
     want = svd_reference(reference_matrix(w64, config))
     for method in ("fft", "dense"):
-        got = conv_singular_values(
-            w64.astype(jnp.float32), (8, 8), method=method, **options_of(config)
-        )
+        got = jitted(conv_singular_values, config, method=method)(w64.astype(jnp.float32))
         assert got.dtype == jnp.float32
         close(got, want, FLOAT32)
 
@@ -261,32 +266,35 @@ def test_jit_vmap_and_grad():
     ws = jnp.asarray(np.random.default_rng(0).standard_normal((3, 3, 2, 2, 3)))
     f = functools.partial(conv_singular_values, in_shape=shape, **opts)
     close(jax.jit(f)(ws[0]), f(ws[0]), EXACT)
-    close(jax.vmap(f)(ws), np.stack([f(w) for w in ws]), EXACT)
-    top_fft = jax.grad(lambda w: f(w, method="fft")[0])(ws[0])
-    top_dense = jax.grad(lambda w: f(w, method="dense")[0])(ws[0])
+    close(jax.jit(jax.vmap(f))(ws), np.stack([f(w) for w in ws]), EXACT)
+    top_fft = jax.jit(jax.grad(lambda w: f(w, method="fft")[0]))(ws[0])
+    top_dense = jax.jit(jax.grad(lambda w: f(w, method="dense")[0]))(ws[0])
     close(top_fft, top_dense, 1e-10)
 
 
 # ---- operator norm ---------------------------------------------------------------------
 
 
-@settings(max_examples=10, deadline=None, derandomize=True)
+@settings(max_examples=5, deadline=None, derandomize=True)
 @given(st.one_of(circular_configs(), general_configs()), st.integers(0, 2**16))
 def test_operator_norm_converges_to_the_largest_singular_value(config, seed):
+    """Small layers (at most 25 positions): the gap below the top is wide enough for
+    3000 iterations to reach 1e-8 (derandomized: the error depends on that gap)."""
     w = random_filter(config, seed)
     s1 = svd_reference(reference_matrix(w, config))[0]
-    est = conv_operator_norm(w, config["in_shape"], max_iters=3000, tol=0.0, **options_of(config))
+    est = jitted(conv_operator_norm, config, max_iters=3000, tol=0.0)(w)
     assert est.norm <= s1 * (1 + EXACT)
     close(est.norm, s1, 1e-8)
     assert est.vector.shape == (*config["in_shape"], config["w_shape"][-2] * config["groups"])
     close(jnp.linalg.norm(est.vector), 1.0, EXACT)
 
 
-@pytest.mark.parametrize("iters", [1, 2, 5])
+@pytest.mark.parametrize("iters", [1, 4])
 def test_operator_norm_is_a_lower_bound_at_every_iteration_count(iters):
     w = jnp.asarray(np.random.default_rng(1).standard_normal((3, 3, 3, 4)))
-    s1 = conv_singular_values(w, (6, 6), padding="same")[0]
-    est = conv_operator_norm(w, (6, 6), padding="same", max_iters=iters, tol=0.0)
+    s1 = jax.jit(lambda w: conv_singular_values(w, (6, 6), padding="same"))(w)[0]
+    f = functools.partial(conv_operator_norm, in_shape=(6, 6), padding="same", max_iters=iters)
+    est = jax.jit(functools.partial(f, tol=0.0))(w)
     assert int(est.iterations) == iters and not bool(est.converged)
     assert 0 < est.norm <= s1 * (1 + EXACT)
 
@@ -306,23 +314,31 @@ def test_operator_norm_of_a_layer_too_big_to_build():
 
 def test_operator_norm_float32_default_settings():
     w = jnp.asarray(np.random.default_rng(3).standard_normal((3, 3, 4, 4)), jnp.float32)
-    s1 = conv_singular_values(w.astype(jnp.float64), (16, 16), padding="same")[0]
-    est = conv_operator_norm(w, (16, 16), padding="same")
+    opts = dict(in_shape=(16, 16), padding="same", padding_mode="circular")
+    s1 = conv_singular_values(w.astype(jnp.float64), **opts)[0]
+    est = jax.jit(functools.partial(conv_operator_norm, **opts))(w)
     assert est.norm.dtype == jnp.float32 and bool(est.converged)
     assert est.norm <= s1 * (1 + FLOAT32)
-    close(est.norm, s1, 1e-4)  # measured 4.3e-5 after 182 iterations (docs/spectral.md)
+    close(est.norm, s1, 1e-4)  # measured error: docs/measurements/spectral.json
 
 
 def test_operator_norm_key_start_vector_and_determinism():
     w = jnp.asarray(np.random.default_rng(4).standard_normal((3, 2, 3)))
-    f = functools.partial(conv_operator_norm, w, 10, padding="full", max_iters=2, tol=0.0)
-    a, b = f(), f(key=jax.random.key(0))
+    f = jax.jit(
+        lambda key: conv_operator_norm(w, 10, padding="full", key=key, max_iters=2, tol=0.0)
+    )
+    a = conv_operator_norm(w, 10, padding="full", max_iters=2, tol=0.0)  # key=None
+    b = conv_operator_norm(w, 10, padding="full", key=jax.random.key(0), max_iters=2, tol=0.0)
     assert np.array_equal(a.norm, b.norm) and np.array_equal(a.vector, b.vector)
-    assert not np.array_equal(f(key=jax.random.key(1)).norm, a.norm)
-    converged = conv_operator_norm(w, 10, padding="full", max_iters=3000, tol=0.0)
-    warm = conv_operator_norm(w, 10, padding="full", v0=converged.vector, tol=1e-12)
+    assert np.array_equal(f(jax.random.key(1)).vector, f(jax.random.key(1)).vector)
+    assert not np.array_equal(f(jax.random.key(1)).norm, f(jax.random.key(0)).norm)
+    g = jax.jit(
+        lambda v0: conv_operator_norm(w, 10, padding="full", v0=v0, max_iters=3000, tol=1e-12)
+    )
+    converged = g(jnp.ones((10, 2)))
+    warm = g(converged.vector)
     assert int(warm.iterations) <= 3
-    close(warm.norm, converged.norm, EXACT)
+    close(warm.norm, converged.norm, 1e-10)  # both stopped at a change <= 1e-12
 
 
 def test_operator_norm_of_zero_filter_is_zero():
@@ -333,10 +349,11 @@ def test_operator_norm_of_zero_filter_is_zero():
 def test_operator_norm_jit_vmap_and_gradient_of_the_largest_singular_value():
     ws = jnp.asarray(np.random.default_rng(5).standard_normal((3, 3, 2, 3)))
     f = functools.partial(conv_operator_norm, in_shape=7, padding="same", max_iters=3000, tol=0.0)
-    close(jax.jit(lambda w: f(w).norm)(ws[0]), f(ws[0]).norm, 1e-12)
-    close(jax.vmap(lambda w: f(w).norm)(ws), np.stack([f(w).norm for w in ws]), 1e-12)
-    got = jax.grad(lambda w: f(w).norm)(ws[0])
-    want = jax.grad(lambda w: conv_singular_values(w, 7, padding="same")[0])(ws[0])
+    jf = jax.jit(lambda w: f(w).norm)
+    close(jf(ws[0]), f(ws[0]).norm, 1e-12)
+    close(jax.jit(jax.vmap(jf))(ws), np.stack([jf(w) for w in ws]), 1e-12)
+    got = jax.jit(jax.grad(jf))(ws[0])
+    want = jax.jit(jax.grad(lambda w: conv_singular_values(w, 7, padding="same")[0]))(ws[0])
     close(got, want, 1e-7)
 
 
@@ -355,13 +372,13 @@ def full_config(config):
     )
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(circular_configs(), st.integers(0, 2**16), st.floats(0.0, 1.2))
 def test_clip_full_operator_and_projection(config, seed, fraction):
     w = random_filter(config, seed)
     s = svd_reference(reference_matrix(w, config))
     bound = fraction * s[0]
-    c = clip_singular_values(w, config["in_shape"], bound, **options_of(config))
+    c = jax.jit(lambda w, b: jitted(clip_singular_values, config, bound=b)(w))(w, bound)
     assert c.full.shape == full_config(config)["w_shape"] and c.projected.shape == w.shape
     full_s = svd_reference(reference_matrix(c.full, full_config(config)))
     close(full_s, np.sort(np.minimum(s, bound))[::-1], EXACT)
@@ -370,19 +387,30 @@ def test_clip_full_operator_and_projection(config, seed, fraction):
         close(reference_matrix(c.projected, config), reference_matrix(w, config), EXACT)
 
 
-@settings(max_examples=8, deadline=None)
-@given(circular_configs(ranks=(1,), max_size=6), st.integers(0, 2**16))
-def test_clip_projection_is_the_least_squares_projection_of_tying(config, seed):
-    """1-D: ``projected`` is ``ConvStructure.nearest_filter`` of the full operator's
-    matrix (the least-squares map of ``tying.py``), up to the split between taps that
-    share an offset, so their matrices are equal."""
+def least_squares_projection(D, config):
+    """The orthogonal projection (Frobenius) of the matrix ``D`` onto the matrices of
+    the layers of ``config``: ``numpy.linalg.lstsq`` over the matrices of one-hot
+    filters."""
+    basis = []
+    for i in range(math.prod(config["w_shape"])):
+        e = np.zeros(math.prod(config["w_shape"]))
+        e[i] = 1.0
+        basis.append(reference_matrix(e.reshape(config["w_shape"]), config).ravel())
+    B = np.stack(basis, axis=1)
+    coef = np.linalg.lstsq(B, np.asarray(D).ravel(), rcond=None)[0]
+    return (B @ coef).reshape(np.shape(D))
+
+
+@settings(max_examples=6, deadline=None)
+@given(circular_configs(max_size=4), st.integers(0, 2**16))
+def test_clip_projection_is_the_least_squares_projection(config, seed):
+    """``projected``'s layer is the layer of ``w``'s options nearest to the clipped
+    operator in the Frobenius norm (taps sharing an offset may split it differently,
+    so the matrices are compared)."""
     w = random_filter(config, seed)
-    c = clip_singular_values(w, config["in_shape"], 0.5, **options_of(config))
-    opts = options_of(config)
-    opts.update(stride=1, dilation=config["dilation"][0], padding=config["padding"][0])
-    s = convjax.conv_structure(w.shape, config["in_shape"][0], **opts)
-    projected = s.project(reference_matrix(c.full, full_config(config)))
-    close(reference_matrix(c.projected, config), projected, EXACT)
+    c = jitted(clip_singular_values, config, bound=0.5)(w)
+    want = least_squares_projection(reference_matrix(c.full, full_config(config)), config)
+    close(reference_matrix(c.projected, config), want, EXACT)
 
 
 def test_clip_example_and_measured_projection_norm():
