@@ -178,14 +178,14 @@ def close(got, want, tol):
 # ---- the dense reference itself --------------------------------------------------------
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(general_configs(ranks=(1,)), st.integers(0, 2**16))
 def test_dense_reference_is_conv_matrix_in_1d(config, seed):
     w = random_filter(config, seed)
     c = config
-    T = convjax.conv_matrix(
-        w,
-        c["in_shape"][0],
+    f = functools.partial(
+        convjax.conv_matrix,
+        in_length=c["in_shape"][0],
         stride=c["stride"][0],
         padding=c["padding"][0],
         dilation=c["dilation"][0],
@@ -193,13 +193,14 @@ def test_dense_reference_is_conv_matrix_in_1d(config, seed):
         flip=c["flip"],
         padding_mode=c["padding_mode"],
     )
+    T = jax.jit(f)(w)
     close(reference_matrix(w, config), T, EXACT)
 
 
 # ---- singular values -----------------------------------------------------------------
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(circular_configs(), st.integers(0, 2**16))
 def test_circular_singular_values_fft_and_dense_equal_numpy_svd(config, seed):
     w = random_filter(config, seed)
@@ -261,6 +262,18 @@ def test_kernel_of_ones_on_a_ring_is_the_dft_magnitude():
     close(got, want, EXACT)
 
 
+def test_padding_forms_agree():
+    """A name, an int, a bare (lo, hi) pair (N = 1) and one entry per axis mean the same."""
+    w1 = jnp.asarray(np.random.default_rng(8).standard_normal((3, 2, 2)))
+    f1 = functools.partial(conv_singular_values, w1, 6, padding_mode="circular")
+    for padding in ((1, 1), [(1, 1)], 1, "same"):
+        close(f1(padding=padding), f1(padding=[1]), EXACT)
+    w2 = jnp.asarray(np.random.default_rng(9).standard_normal((3, 2, 1, 2)))
+    f2 = functools.partial(conv_singular_values, w2, (5, 4), padding_mode="circular")
+    want = f2(padding=[(1, 1), (0, 1)], stride=(1, 1), dilation=1)
+    close(f2(padding=[1, (0, 1)], stride=1, dilation=(1, 1)), want, EXACT)
+
+
 def test_jit_vmap_and_grad():
     shape, opts = (5, 4), dict(padding="same", padding_mode="circular")
     ws = jnp.asarray(np.random.default_rng(0).standard_normal((3, 3, 2, 2, 3)))
@@ -289,7 +302,7 @@ def test_operator_norm_converges_to_the_largest_singular_value(config, seed):
     close(jnp.linalg.norm(est.vector), 1.0, EXACT)
 
 
-@pytest.mark.parametrize("iters", [1, 4])
+@pytest.mark.parametrize("iters", [3])
 def test_operator_norm_is_a_lower_bound_at_every_iteration_count(iters):
     w = jnp.asarray(np.random.default_rng(1).standard_normal((3, 3, 3, 4)))
     s1 = jax.jit(lambda w: conv_singular_values(w, (6, 6), padding="same"))(w)[0]
@@ -350,7 +363,6 @@ def test_operator_norm_jit_vmap_and_gradient_of_the_largest_singular_value():
     ws = jnp.asarray(np.random.default_rng(5).standard_normal((3, 3, 2, 3)))
     f = functools.partial(conv_operator_norm, in_shape=7, padding="same", max_iters=3000, tol=0.0)
     jf = jax.jit(lambda w: f(w).norm)
-    close(jf(ws[0]), f(ws[0]).norm, 1e-12)
     close(jax.jit(jax.vmap(jf))(ws), np.stack([jf(w) for w in ws]), 1e-12)
     got = jax.jit(jax.grad(jf))(ws[0])
     want = jax.jit(jax.grad(lambda w: conv_singular_values(w, 7, padding="same")[0]))(ws[0])
@@ -401,7 +413,7 @@ def least_squares_projection(D, config):
     return (B @ coef).reshape(np.shape(D))
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(circular_configs(max_size=4), st.integers(0, 2**16))
 def test_clip_projection_is_the_least_squares_projection(config, seed):
     """``projected``'s layer is the layer of ``w``'s options nearest to the clipped
@@ -426,8 +438,8 @@ def test_clip_example_and_measured_projection_norm():
 def test_clip_under_jit_with_a_traced_bound():
     w = jnp.asarray(np.random.default_rng(6).standard_normal((3, 3, 2, 2)))
     f = functools.partial(clip_singular_values, w, (5, 5), padding="same", padding_mode="circular")
-    eager, jitted = f(0.7), jax.jit(f)(jnp.float64(0.7))
-    for a, b in zip(eager, jitted, strict=True):
+    static, traced = jax.jit(lambda: f(0.7))(), jax.jit(f)(jnp.float64(0.7))
+    for a, b in zip(static, traced, strict=True):
         close(a, b, EXACT)
 
 
@@ -577,6 +589,16 @@ CIRC = dict(padding="same", padding_mode="circular")
             lambda: clip_singular_values(W1, 4, jnp.ones(2), **CIRC),
             ValueError,
             r"`bound` must be a scalar, got shape \(2,\)",
+        ),
+        (
+            lambda: clip_singular_values(W1, 4, 1j, **CIRC),
+            TypeError,
+            r"`bound` must be a real scalar, got 1j",
+        ),
+        (
+            lambda: conv_operator_norm(W1, 4, key=0),
+            TypeError,
+            r"`key` must be a jax.random key .* got 0 of type int",
         ),
         (
             lambda: clip_singular_values(W1, 4, "1", **CIRC),

@@ -366,7 +366,9 @@ def conv_singular_values(
     values of the ``Cin x Cout`` matrix at every frequency (block diagonal over the
     groups): ``prod(in_shape) * min(Cin, Cout)`` values from ``prod(in_shape)`` small
     SVDs, never ``T(w)``. ``method="dense"`` builds ``T(w)`` (refused over
-    ``max_bytes``) and takes its SVD. ``"auto"`` is ``"fft"`` where it applies.
+    ``max_bytes``) and takes its SVD. ``"auto"`` is ``"fft"`` where it applies. Works
+    under ``jit``, ``vmap`` and ``grad`` (the options static; the gradient of a
+    singular value is defined where it is simple).
 
     Args:
       w: filter, shape ``(*kernel, Cin // groups, Cout)``, real floating; ``N =
@@ -469,6 +471,11 @@ def _check_iteration(fn: str, max_iters, tol) -> tuple[int, float]:
 
 def _start_vector(fn: str, key, v0, shape, dtype):
     if v0 is None:
+        if key is not None and not hasattr(key, "dtype"):
+            raise TypeError(
+                f"{fn}: `key` must be a jax.random key (e.g. jax.random.key(0)) or None, "
+                f"got {key!r} of type {type(key).__name__}."
+            )
         return jax.random.normal(jax.random.key(0) if key is None else key, shape, dtype)
     _checks.check_floating(fn, "v0", v0)
     if tuple(np.shape(v0)) != shape:
@@ -600,8 +607,10 @@ class ClippedConv(NamedTuple):
 
 
 def _check_bound(fn: str, bound):
-    if isinstance(bound, (bool, np.bool_)) or not (
-        isinstance(bound, (int, float, np.number)) or hasattr(bound, "dtype")
+    if (
+        isinstance(bound, (bool, np.bool_))
+        or not (isinstance(bound, (int, float, np.number)) or hasattr(bound, "dtype"))
+        or np.iscomplexobj(bound)
     ):
         raise TypeError(f"{fn}: `bound` must be a real scalar, got {bound!r}.")
     if np.ndim(bound) != 0:
