@@ -511,6 +511,16 @@ CIRC = dict(padding="same", padding_mode="circular")
         ),
         (lambda: conv_singular_values(W1, 2), ValueError, r"empty"),
         (
+            lambda: conv_singular_values(W2, (4, 2)),
+            ValueError,
+            r"kernel is longer than the padded input.*\(spatial axis 1 of 2\)",
+        ),
+        (
+            lambda: conv_singular_values(W2, (4, 4), padding=4, padding_mode="reflect"),
+            ValueError,
+            r"'reflect' needs padding < input length 4.*\(spatial axis 0 of 2\)",
+        ),
+        (
             lambda: conv_singular_values(W1, 4, padding_mode="wrap"),
             ValueError,
             r"`padding_mode` must be one of.*'wrap'",

@@ -111,9 +111,16 @@ class _Layer:
         return None
 
 
+def _is_sequence(value) -> bool:
+    """A list, tuple or array of rank >= 1 (not a string, not a 0-d array)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
 def _per_axis(fn: str, name: str, value, rank: int) -> tuple[int, ...]:
     """An int for every axis, or a sequence of ``rank`` ints, as a tuple of ints >= 1."""
-    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str):
+    if _is_sequence(value):
         if len(value) != rank:
             raise ValueError(
                 f"{fn}: `{name}` must be an int or a sequence of {rank} ints (one per "
@@ -125,7 +132,7 @@ def _per_axis(fn: str, name: str, value, rank: int) -> tuple[int, ...]:
 
 def _per_axis_padding(fn: str, padding, rank: int) -> tuple:
     """A padding entry (a name, an int or a ``(lo, hi)`` pair) for every axis."""
-    if isinstance(padding, str) or not isinstance(padding, (Sequence, np.ndarray)):
+    if not _is_sequence(padding):
         return (padding,) * rank
     if rank == 1 and len(padding) == 2 and all(np.ndim(p) == 0 for p in padding):
         return (tuple(padding),)  # N = 1: a bare (lo, hi) pair keeps conv1d's meaning
@@ -141,11 +148,11 @@ def _per_axis_padding(fn: str, padding, rank: int) -> tuple:
                 f"{fn}: `padding[{i}]` must be an int or a (lo, hi) pair (a name applies to "
                 f"every axis: pass it alone), got {p!r}."
             )
-    return tuple(tuple(p) if isinstance(p, (Sequence, np.ndarray)) else p for p in padding)
+    return tuple(tuple(p) if _is_sequence(p) else p for p in padding)
 
 
 def _in_shape(fn: str, in_shape, rank: int) -> tuple[int, ...]:
-    if isinstance(in_shape, (Sequence, np.ndarray)) and not isinstance(in_shape, str):
+    if _is_sequence(in_shape):
         if len(in_shape) != rank:
             raise ValueError(
                 f"{fn}: `in_shape` must have one size per spatial axis of w ({rank}: w has "
@@ -160,6 +167,16 @@ def _in_shape(fn: str, in_shape, rank: int) -> tuple[int, ...]:
             f"spatial axes (an int only for 1-D), got {in_shape!r}."
         )
     return (_checks.as_positive_int(fn, "in_shape", in_shape),)
+
+
+def _axis_geometry(fn: str, axis: int, rank: int, n: int, k: int, **options) -> Geometry:
+    """The 1-D geometry of one spatial axis; for ``N >= 2`` an error names the axis."""
+    try:
+        return conv_options(fn=fn, **options).geometry(n, k, fn=fn)
+    except ValueError as error:
+        if rank == 1:
+            raise
+        raise ValueError(f"{error} (spatial axis {axis} of {rank})") from None
 
 
 def _layer(
@@ -179,17 +196,22 @@ def _layer(
     strides = _per_axis(fn, "stride", stride, rank)
     dilations = _per_axis(fn, "dilation", dilation, rank)
     paddings = _per_axis_padding(fn, padding, rank)
+    per_axis = zip(sizes, w_shape[:-2], strides, paddings, dilations, strict=True)
     axes = tuple(
-        conv_options(
+        _axis_geometry(
+            fn,
+            a,
+            rank,
+            n,
+            k,
             stride=s,
             padding=p,
             dilation=d,
             groups=groups,
             flip=flip,
             padding_mode=padding_mode,
-            fn=fn,
-        ).geometry(n, k, fn=fn)
-        for n, k, s, p, d in zip(sizes, w_shape[:-2], strides, paddings, dilations, strict=True)
+        )
+        for a, (n, k, s, p, d) in enumerate(per_axis)
     )
     groups = _checks.as_positive_int(fn, "groups", groups)
     cig, cout = w_shape[-2:]
