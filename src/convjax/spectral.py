@@ -637,7 +637,11 @@ def _check_bound(fn: str, bound):
         raise TypeError(f"{fn}: `bound` must be a real scalar, got {bound!r}.")
     if np.ndim(bound) != 0:
         raise ValueError(f"{fn}: `bound` must be a scalar, got shape {np.shape(bound)}.")
-    if not isinstance(bound, jax.core.Tracer) and not float(bound) >= 0:
+    try:
+        value = float(bound)
+    except TypeError:  # traced (jax.errors.ConcretizationTypeError): not checked
+        return bound
+    if not value >= 0:
         raise ValueError(f"{fn}: `bound` must be >= 0, got {bound!r}.")
     return bound
 
@@ -688,7 +692,8 @@ def clip_singular_values(
     Args:
       w: filter, shape ``(*kernel, Cin // groups, Cout)``, real floating.
       in_shape: the input's spatial shape: an int (``N = 1``) or ``N`` ints.
-      bound: the largest singular value to keep, a real scalar >= 0.
+      bound: the largest singular value to keep, a real scalar >= 0 (checked when
+        concrete; a traced bound under ``jit`` is not checked).
       stride, padding, dilation, groups, flip, padding_mode: as in
         :func:`convjax.conv1d`, per axis; the layer must be circular (as for
         ``method="fft"`` of :func:`conv_singular_values`).
