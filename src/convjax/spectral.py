@@ -532,9 +532,11 @@ def conv_operator_norm(
     so any layer size works and each iteration costs two convolutions. The estimate
     after an iteration is ``||u||``; the loop (a ``lax.while_loop``) stops after
     ``max_iters`` iterations or when the estimate changed by at most ``tol`` times
-    itself. The change is not a bound on the error: the error shrinks like
-    ``(s2 / s1)^(2 t)`` after ``t`` iterations (``s1 > s2`` the two largest distinct
-    singular values), so a small gap can stop the loop far from ``s1``. Every
+    itself. The change is not a bound on the error: after ``t`` iterations the
+    vector's error shrinks like ``(s2 / s1)^(2 t)`` and the estimate's like
+    ``(s2 / s1)^(4 t)``, times a constant set by the start vector (``s1 > s2`` the two
+    largest distinct singular values), so a small gap can stop the loop far from
+    ``s1``. Every
     estimate is a lower bound on ``s1`` up to rounding. For the exact value of a
     small or circular layer use :func:`conv_singular_values`.
 
