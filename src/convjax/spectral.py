@@ -48,7 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from convjax import _checks
+from convjax.conv import conv1d
 from convjax.geometry import Geometry, conv_options
+from convjax.tying import conv_matrix
 
 HIGHEST = jax.lax.Precision.HIGHEST
 METHODS = ("auto", "fft", "dense")
@@ -233,7 +235,9 @@ def _floating(fn: str, w):
 # REPLACE WITH convjax.conv / N-D convjax.conv_matrix once they land: `_conv` and
 # `_conv_matrix` are the only two places this module applies the layer. For N = 1 they
 # call convjax's ops; for N >= 2 they are a stand-in (explicit padding by `jnp.pad` and
-# `lax.conv_general_dilated`; the dense twin as the Jacobian of that).
+# `lax.conv_general_dilated`; the dense twin as the Jacobian of that). With them go the
+# imports of `conv1d` and `conv_matrix` at the top, and `_layer` may then take its per-axis
+# normalisation from the N-D geometry instead of one 1-D `Geometry` per axis.
 
 _JNP_PAD_MODES = {
     "zeros": "constant",
@@ -245,8 +249,6 @@ _JNP_PAD_MODES = {
 
 def _conv(x, w, layer: _Layer, precision):
     """The layer applied to one input ``x`` of shape ``(*in_shape, Cin)``."""
-    from convjax.conv import conv1d
-
     if layer.rank == 1:
         g = layer.axes[0]
         return conv1d(
@@ -283,8 +285,6 @@ def _conv(x, w, layer: _Layer, precision):
 
 def _conv_matrix(fn: str, w, layer: _Layer, max_bytes):
     """The dense twin ``T(w)``, ``(prod(out_shape) * Cout, prod(in_shape) * Cin)``."""
-    from convjax.tying import conv_matrix
-
     if layer.rank == 1:
         g = layer.axes[0]
         return conv_matrix(
@@ -300,7 +300,9 @@ def _conv_matrix(fn: str, w, layer: _Layer, max_bytes):
         )
     rows, cols = layer.dense_shape
     hint = "pass a larger max_bytes (or None), or use conv_operator_norm for the norm."
-    _checks.check_bytes(fn, "the dense matrix", (max(rows, cols), cols), w.dtype, max_bytes, hint)
+    _checks.check_bytes(fn, "the dense matrix", (rows, cols), w.dtype, max_bytes, hint)
+    # built as the Jacobian: the (cols, cols) identity is pushed through the layer
+    _checks.check_bytes(fn, "the identity it is built from", (cols, cols), w.dtype, max_bytes, hint)
     x = jnp.zeros((*layer.in_shape, layer.in_channels), w.dtype)
     jac = jax.jacfwd(lambda v: _conv(v, w, layer, HIGHEST))(x)
     return jac.reshape(rows, cols)
