@@ -551,6 +551,11 @@ CIRC = dict(padding="same", padding_mode="circular")
             r"would need \d+ bytes.*`max_bytes`=1000000",
         ),
         (
+            lambda: conv_singular_values(W1, 400, padding="same", max_bytes=10**6),
+            ValueError,
+            r"conv_singular_values: the dense matrix of shape \(800, 800\) in float\d+ would need",
+        ),
+        (
             lambda: conv_singular_values(W1.astype(jnp.int32), 4),
             TypeError,
             r"`w` must have a floating dtype.*int32",

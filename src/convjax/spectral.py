@@ -285,6 +285,9 @@ def _conv(x, w, layer: _Layer, precision):
 
 def _conv_matrix(fn: str, w, layer: _Layer, max_bytes):
     """The dense twin ``T(w)``, ``(prod(out_shape) * Cout, prod(in_shape) * Cin)``."""
+    rows, cols = layer.dense_shape
+    hint = "pass a larger max_bytes (or None), or use conv_operator_norm for the norm."
+    _checks.check_bytes(fn, "the dense matrix", (rows, cols), w.dtype, max_bytes, hint)
     if layer.rank == 1:
         g = layer.axes[0]
         return conv_matrix(
@@ -298,9 +301,6 @@ def _conv_matrix(fn: str, w, layer: _Layer, max_bytes):
             padding_mode=layer.padding_mode,
             max_bytes=max_bytes,
         )
-    rows, cols = layer.dense_shape
-    hint = "pass a larger max_bytes (or None), or use conv_operator_norm for the norm."
-    _checks.check_bytes(fn, "the dense matrix", (rows, cols), w.dtype, max_bytes, hint)
     # built as the Jacobian: the (cols, cols) identity is pushed through the layer
     _checks.check_bytes(fn, "the identity it is built from", (cols, cols), w.dtype, max_bytes, hint)
     x = jnp.zeros((*layer.in_shape, layer.in_channels), w.dtype)
