@@ -13,6 +13,10 @@ Public API:
   in 2-D).
 * :func:`conv_structure` -- the tying structure behind ``T``: masks, the adjoint
   (sums copies), the nearest filter (averages copies), the locally connected view.
+* :func:`conv_singular_values`, :func:`conv_operator_norm`,
+  :func:`clip_singular_values` -- the spectrum of a layer (exact by the FFT for
+  circular layers, by the SVD of ``T`` otherwise), its operator norm by power
+  iteration without ``T``, and singular-value clipping of circular layers.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ _NAMES = {
     "locally_connected1d": "convjax.local",
     "convolve": "convjax.signal",
     "correlate": "convjax.signal",
+    "ClippedConv": "convjax.spectral",
+    "NormEstimate": "convjax.spectral",
+    "clip_singular_values": "convjax.spectral",
+    "conv_operator_norm": "convjax.spectral",
+    "conv_singular_values": "convjax.spectral",
     "DEFAULT_MAX_BYTES": "convjax.tying",
     "ConvStructure": "convjax.tying",
     "conv_matrix": "convjax.tying",
@@ -49,6 +58,13 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from convjax.geometry import ConvOptions, Geometry, conv_options
     from convjax.local import locally_connected, locally_connected1d
     from convjax.signal import convolve, correlate
+    from convjax.spectral import (
+        ClippedConv,
+        NormEstimate,
+        clip_singular_values,
+        conv_operator_norm,
+        conv_singular_values,
+    )
     from convjax.tying import (
         DEFAULT_MAX_BYTES,
         ConvStructure,
@@ -77,15 +93,20 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "ClippedConv",
     "ConvOptions",
     "ConvStructure",
     "Geometry",
+    "NormEstimate",
+    "clip_singular_values",
     "conv",
     "conv1d",
     "conv2d",
     "conv_matrix",
     "conv_matrix_sparse",
+    "conv_operator_norm",
     "conv_options",
+    "conv_singular_values",
     "conv_structure",
     "convolve",
     "correlate",
