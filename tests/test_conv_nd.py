@@ -329,6 +329,28 @@ def test_jit_vmap_grad_and_leading_batch_axes_in_2d():
     np.testing.assert_allclose(gx, ref, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("in_axes", [(None, 0), (0, 0)])
+def test_vmap_over_filters_and_runs_in_2d(in_axes):
+    """The primitive's batching rules for a batched filter (filters side by side) and
+    for both batched (independent runs), with their gradients, against XLA."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 2, 6, 5, 4))
+    w = rng.standard_normal((3, 2, 3, 2, 6))
+    xs = x if in_axes[0] == 0 else x[0]
+
+    def loss(x, w, algorithm):
+        y = conv2d(x, w, stride=(1, 2), padding="same", groups=2, algorithm=algorithm)
+        return jnp.sum(jnp.sin(y))
+
+    def run(algorithm):
+        f = jax.vmap(jax.value_and_grad(loss, argnums=(0, 1)), (*in_axes, None))
+        return jax.jit(f, static_argnums=2)(xs, w, algorithm)
+
+    got, want = run("auto"), run("xla")
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
+
+
 def test_nonfinite_stays_on_its_receptive_field_in_2d():
     x = np.ones((1, 6, 6, 1))
     x[0, 2, 3, 0] = np.nan
