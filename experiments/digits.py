@@ -257,6 +257,8 @@ def figure(run, cfg: dict, summary: dict) -> None:
         ax.plot(sizes, mean, "o-", color=COLOURS[arch], label=LABELS[arch])
         ax.fill_between(sizes, lo, hi, color=COLOURS[arch], alpha=0.15, lw=0)
     ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("training-set size n (log scale)")
     ax.set_ylabel("test error (mean, band: 95% t interval over seeds)")
     ax.set_title(
