@@ -473,3 +473,28 @@ def test_errors_name_the_argument_and_the_value(call, exc, match):
         call()
     with pytest.raises(exc, match=match):  # also at trace time under jit
         jax.jit(call)()
+
+
+def test_auto_rule_for_images_reads_spans_and_sizes_as_products():
+    """The documented 2-D rule of ``algorithms.choose``: the 1-D rule with the span
+    ``prod(dilation*(K-1)+1)`` and the size ``prod(Lp)``."""
+    from convjax.algorithms import Choice, choose
+
+    def pick(platform, length, cin, cout, K, groups=1, dilation=(1, 1)):
+        return choose(
+            platform,
+            length=length,
+            in_channels=cin,
+            out_channels=cout,
+            kernel_size=K,
+            dilation=dilation,
+            groups=groups,
+        )
+
+    assert pick("cpu", (28, 28), 1, 1, (3, 3)) == Choice("direct", "rules")  # span 9
+    assert pick("cpu", (28, 28), 1, 1, (9, 9)) == Choice("fft", "rules")  # span 81 >= 64
+    assert pick("cpu", (28, 28), 1, 1, (3, 3), dilation=(4, 4)) == Choice("fft", "rules")
+    assert pick("cpu", (28, 28), 1, 16, (3, 3)) == Choice("direct", "rules")  # cig == 1
+    assert pick("cpu", (28, 28), 16, 32, (3, 3)) == Choice("xla", "rules")  # CNN layer
+    assert pick("gpu", (28, 28), 16, 32, (3, 3)) == Choice("xla", "xla")
+    assert pick("gpu", (512, 512), 1, 1, (16, 16)) == Choice("fft", "fft")  # 2**18, span 256
