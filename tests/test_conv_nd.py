@@ -128,7 +128,7 @@ def _every_algorithm(x, w, g, options):
     return {a: one(a) for a in ALGORITHMS}
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(configs())
 def test_every_algorithm_equals_the_numpy_loop_float64(config):
     x, w, options = config
@@ -149,7 +149,7 @@ def test_every_algorithm_equals_the_numpy_loop_float64(config):
             np.testing.assert_allclose(a, b, atol=tol, rtol=0, err_msg=algorithm)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(configs(ndims=(2, 3)))
 def test_auto_gradients_equal_xla_autodiff_float64(config):
     """The primitive's rules (the route of "auto" on CPU) equal XLA's autodiff to
