@@ -33,6 +33,7 @@ REGISTRY = (
     "emergence_of_locality",
     "efcn",
     "beta_lasso",
+    "digits",
 )
 
 HOLDS = {True: "yes", False: "**no**", None: "not decided at this size"}

@@ -4,7 +4,9 @@ Full / valid / same convolution and cross-correlation (checked against numpy), a
 nonlinearity on the feature map, two output channels stacked as columns, the dense
 matrix T(w) (printed and drawn: tied diagonals, structural zeros) with
 T(w) @ x == conv(x, w), and the backward pass: the gradient of each shared weight
-is the sum of the dense gradient over that weight's copies.
+is the sum of the dense gradient over that weight's copies. The 2-D case: a 3x3
+filter on a 4x4 image, its 4x16 doubly block Toeplitz matrix (drawn), and the
+backward pass summing each of the 9 weights over its 4 tied copies.
 
 Everything is float32 with HIGHEST precision. Every value is a small integer, so
 the forward comparisons are exact; the gradient through XLA's convolution is
@@ -41,6 +43,10 @@ W_TARGET = (4.0, 6.0, 9.0)  # the backward-pass demo fits conv(x, w) to conv(x, 
 BIAS = -30.0
 GRAD_RTOL = 1e-6  # |autodiff - sum over copies| <= GRAD_RTOL * max |gradient| (float32)
 TAP_COLOURS = ("#4c72b0", "#dd8452", "#55a868")
+IMAGE = tuple(range(1, 17))  # the 4x4 image of the 2-D case, row-major
+W_IMAGE = tuple(range(1, 10))  # its 3x3 filter, row-major: distinct values locate copies
+W_IMAGE_TARGET = (1, 0, 2, 0, 5, 0, 2, 0, 1)
+TAP_COLOURS_2D = plt.get_cmap("tab10").colors[:9]
 
 
 def _col(v) -> jax.Array:
@@ -200,12 +206,14 @@ def backward_pass() -> dict:
     }
 
 
-def _draw_matrix(ax, t: np.ndarray, taps: np.ndarray, title: str, row_labels=None):
+def _draw_matrix(
+    ax, t: np.ndarray, taps: np.ndarray, title: str, row_labels=None, colours=TAP_COLOURS
+):
     """Cells coloured by which weight they hold (tied entries share a colour), structural
     zeros white, every value written in its cell."""
     img = np.ma.masked_less(taps.astype(float), 0)
-    cmap = ListedColormap(TAP_COLOURS).with_extremes(bad="white")
-    ax.imshow(img, cmap=cmap, vmin=-0.5, vmax=2.5, aspect="equal")
+    cmap = ListedColormap(colours).with_extremes(bad="white")
+    ax.imshow(img, cmap=cmap, vmin=-0.5, vmax=len(colours) - 0.5, aspect="equal")
     for (r, c), v in np.ndenumerate(t):
         ax.text(
             c,
@@ -225,14 +233,69 @@ def _draw_matrix(ax, t: np.ndarray, taps: np.ndarray, title: str, row_labels=Non
     ax.set_title(title, fontsize=10)
 
 
-def _tap_map(w_shape, opts: dict, in_length: int) -> np.ndarray:
-    """Which filter tap each dense entry holds (-1 at a structural zero), from the
-    structure's weight index (one channel in, any channels out)."""
-    s = convjax.conv_structure(w_shape, in_length, **opts)
+def _tap_map(w_shape, opts: dict, in_shape) -> np.ndarray:
+    """Which (flattened) filter tap each dense entry holds (-1 at a structural zero),
+    from the structure's weight index (one channel in, any channels out)."""
+    s = convjax.conv_structure(w_shape, in_shape, **opts)
     rows, cols, widx = s.weight_index()
     taps = -np.ones(s.dense_shape, dtype=int)
-    taps[rows, cols] = widx // (w_shape[1] * w_shape[2])  # widx = (k*cig + a)*Cout + co
+    taps[rows, cols] = widx // (w_shape[-2] * w_shape[-1])  # widx = (k*cig + a)*Cout + co
     return taps
+
+
+def image_case() -> dict:
+    """The 2-D case: a 3x3 filter on a 4x4 image (valid cross-correlation, 2x2 outputs),
+    its 4x16 doubly block Toeplitz matrix, and the backward pass summing tied copies."""
+    x = jnp.asarray(IMAGE, F32).reshape(4, 4, 1)
+    w = jnp.asarray(W_IMAGE, F32).reshape(3, 3, 1, 1)
+    target = convjax.conv2d(x, jnp.asarray(W_IMAGE_TARGET, F32).reshape(3, 3, 1, 1))
+    t = convjax.conv_matrix(w, (4, 4))
+    y = convjax.conv2d(x, w, precision=HP)
+
+    def loss_conv(w):
+        return 0.5 * jnp.sum((convjax.conv2d(x, w, precision=HP) - target) ** 2)
+
+    def loss_dense(t):
+        return 0.5 * jnp.sum((jnp.matmul(t, x.reshape(-1), precision=HP) - target.reshape(-1)) ** 2)
+
+    g_w = np.asarray(jax.grad(loss_conv)(w)).reshape(-1)
+    g_t = np.asarray(jax.grad(loss_dense)(t))
+    t_np = np.asarray(t)
+    per_weight = []
+    for k, wk in enumerate(W_IMAGE):
+        copies = t_np == wk
+        per_weight.append(
+            {
+                "tap": k,
+                "weight": wk,
+                "copies": int(copies.sum()),
+                "grad_autodiff": float(g_w[k]),
+                "sum_dense_grad_over_copies": float(g_t[copies].sum()),
+            }
+        )
+    scale = max(abs(r["sum_dense_grad_over_copies"]) for r in per_weight)
+    blocks = t_np.reshape(2, 2, 4, 4).transpose(0, 2, 1, 3)  # (out row, in row) blocks
+    toeplitz = all(
+        np.array_equal(blocks[i, p], blocks[0, p - i]) if 0 <= p - i < 3 else not blocks[i, p].any()
+        for i in range(2)
+        for p in range(4)
+    )
+    return {
+        "image": _ints(x[..., 0]),
+        "filter": _ints(w[..., 0, 0]),
+        "conv2d": _ints(y[..., 0]),
+        "T": _ints(t),
+        "T_at_x": _ints(jnp.matmul(t, x.reshape(-1), precision=HP)),
+        "max_abs_diff": float(
+            np.abs(t_np @ np.asarray(x).reshape(-1) - np.asarray(y).reshape(-1)).max()
+        ),
+        "doubly_block_toeplitz": bool(toeplitz),
+        "per_weight": per_weight,
+        "max_abs_grad_diff": max(
+            abs(r["grad_autodiff"] - r["sum_dense_grad_over_copies"]) for r in per_weight
+        ),
+        "tolerance": GRAD_RTOL * scale,
+    }
 
 
 def figure_matrices(run: common.Run, dense: dict) -> None:
@@ -272,6 +335,26 @@ def figure_matrices(run: common.Run, dense: dict) -> None:
     run.save_figure(fig, "T_heatmap.png")
 
 
+def figure_image(run: common.Run, img: dict) -> None:
+    t = np.asarray(img["T"], dtype=float)
+    taps = _tap_map((3, 3, 1, 1), {}, (4, 4))
+    fig, ax = plt.subplots(figsize=(13, 3.6))
+    _draw_matrix(
+        ax,
+        t,
+        taps,
+        "T(w) of a 3x3 filter on a 4x4 image (valid cross-correlation): 4x16, doubly block "
+        "Toeplitz\n(rows: outputs (i, j) row-major; columns: pixels (p, q) row-major; "
+        "colour: which of the 9 weights)",
+        [f"y[{o // 2},{o % 2}]" for o in range(4)],
+        colours=TAP_COLOURS_2D,
+    )
+    ax.set_xticks(range(16), [f"x[{c // 4},{c % 4}]" for c in range(16)], fontsize=7)
+    for c in (3.5, 7.5, 11.5):
+        ax.axvline(c, color="0.2", linewidth=1.5)
+    run.save_figure(fig, "T2_heatmap.png")
+
+
 def figure_backward(run: common.Run, back: dict) -> None:
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4.4))
     g = np.asarray(back["dense_grad"], dtype=float)
@@ -304,6 +387,7 @@ def main(argv=None) -> dict:
     feats = feature_maps()
     dense = dense_matrices()
     back = backward_pass()
+    img = image_case()
 
     print("x =", list(X), " w =", list(W))
     for key, val in seq.items():
@@ -328,8 +412,18 @@ def main(argv=None) -> dict:
             f"{r['sum_dense_grad_over_copies']:>16.8g}"
         )
 
+    print(f"\n2-D: 3x3 filter {list(W_IMAGE)} on the 4x4 image {list(IMAGE)} (row-major):")
+    print(f"T(w), 4x16 doubly block Toeplitz:\n{np.asarray(img['T'])}")
+    print(f"T(w) @ x = {img['T_at_x']}, conv2d = {img['conv2d']}")
+    for r in img["per_weight"]:
+        print(
+            f"  w={r['weight']:>2} copies={r['copies']} dL/dw={r['grad_autodiff']:.8g} "
+            f"sum over copies={r['sum_dense_grad_over_copies']:.8g}"
+        )
+
     figure_matrices(run, dense)
     figure_backward(run, back)
+    figure_image(run, img)
 
     numpy_match = all(v["convjax"] == v["numpy"] for v in seq.values() if isinstance(v, dict))
     matrix_diff = max(dense[k]["max_abs_diff"] for k in dense if "max_abs_diff" in dense[k])
@@ -353,6 +447,7 @@ def main(argv=None) -> dict:
         ]
         for r in back["per_weight"]
     ]
+    rows.append(["2-D: T(w) @ x, 3x3 on 4x4", img["T_at_x"], img["conv2d"]])
     table = common.markdown_table(
         ["quantity", "convjax", "reference (numpy / sum over copies)"], rows, fmt=".8g"
     )
@@ -383,6 +478,23 @@ def main(argv=None) -> dict:
             back["max_abs_diff"] <= back["tolerance"],
         ),
     ]
+    claims += [
+        common.claim(
+            "2-D: a 3x3 filter on a 4x4 image is a 4x16 doubly block Toeplitz matrix with "
+            "T(w) @ x.reshape(-1) == conv2d(x, w).reshape(-1)",
+            f"max |difference| = {img['max_abs_diff']:g}; block Toeplitz: "
+            f"{img['doubly_block_toeplitz']}",
+            img["max_abs_diff"] == 0.0 and img["doubly_block_toeplitz"],
+        ),
+        common.claim(
+            "2-D backward pass: the gradient of each of the 9 shared weights is the sum of "
+            "the dense gradient over its copies",
+            f"max |autodiff through conv2d - sum over copies| = {img['max_abs_grad_diff']:g} "
+            f"(tolerance {img['tolerance']:g}, float32); copies per weight: "
+            f"{sorted({r['copies'] for r in img['per_weight']})}",
+            img["max_abs_grad_diff"] <= img["tolerance"],
+        ),
+    ]
     config = {
         "x": list(X),
         "w": list(W),
@@ -391,6 +503,9 @@ def main(argv=None) -> dict:
         "bias": BIAS,
         "dtype": "float32",
         "precision": "HIGHEST",
+        "image": list(IMAGE),
+        "image_filter": list(W_IMAGE),
+        "image_target_filter": list(W_IMAGE_TARGET),
     }
     numbers = {
         "sequences": seq,
@@ -398,6 +513,7 @@ def main(argv=None) -> dict:
         "feature_maps": feats,
         "dense": dense,
         "backward": back,
+        "image": img,
     }
     return run.finish(config=config, numbers=numbers, table=table, claims=claims)
 

@@ -128,7 +128,7 @@ def _every_algorithm(x, w, g, options):
     return {a: one(a) for a in ALGORITHMS}
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(configs())
 def test_every_algorithm_equals_the_numpy_loop_float64(config):
     x, w, options = config
@@ -149,7 +149,7 @@ def test_every_algorithm_equals_the_numpy_loop_float64(config):
             np.testing.assert_allclose(a, b, atol=tol, rtol=0, err_msg=algorithm)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(configs(ndims=(2, 3)))
 def test_auto_gradients_equal_xla_autodiff_float64(config):
     """The primitive's rules (the route of "auto" on CPU) equal XLA's autodiff to
@@ -329,6 +329,28 @@ def test_jit_vmap_grad_and_leading_batch_axes_in_2d():
     np.testing.assert_allclose(gx, ref, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("in_axes", [(None, 0), (0, 0)])
+def test_vmap_over_filters_and_runs_in_2d(in_axes):
+    """The primitive's batching rules for a batched filter (filters side by side) and
+    for both batched (independent runs), with their gradients, against XLA."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 2, 6, 5, 4))
+    w = rng.standard_normal((3, 2, 3, 2, 6))
+    xs = x if in_axes[0] == 0 else x[0]
+
+    def loss(x, w, algorithm):
+        y = conv2d(x, w, stride=(1, 2), padding="same", groups=2, algorithm=algorithm)
+        return jnp.sum(jnp.sin(y))
+
+    def run(algorithm):
+        f = jax.vmap(jax.value_and_grad(loss, argnums=(0, 1)), (*in_axes, None))
+        return jax.jit(f, static_argnums=2)(xs, w, algorithm)
+
+    got, want = run("auto"), run("xla")
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11)
+
+
 def test_nonfinite_stays_on_its_receptive_field_in_2d():
     x = np.ones((1, 6, 6, 1))
     x[0, 2, 3, 0] = np.nan
@@ -451,3 +473,28 @@ def test_errors_name_the_argument_and_the_value(call, exc, match):
         call()
     with pytest.raises(exc, match=match):  # also at trace time under jit
         jax.jit(call)()
+
+
+def test_auto_rule_for_images_reads_spans_and_sizes_as_products():
+    """The documented 2-D rule of ``algorithms.choose``: the 1-D rule with the span
+    ``prod(dilation*(K-1)+1)`` and the size ``prod(Lp)``."""
+    from convjax.algorithms import Choice, choose
+
+    def pick(platform, length, cin, cout, K, groups=1, dilation=(1, 1)):
+        return choose(
+            platform,
+            length=length,
+            in_channels=cin,
+            out_channels=cout,
+            kernel_size=K,
+            dilation=dilation,
+            groups=groups,
+        )
+
+    assert pick("cpu", (28, 28), 1, 1, (3, 3)) == Choice("direct", "rules")  # span 9
+    assert pick("cpu", (28, 28), 1, 1, (9, 9)) == Choice("fft", "rules")  # span 81 >= 64
+    assert pick("cpu", (28, 28), 1, 1, (3, 3), dilation=(4, 4)) == Choice("fft", "rules")
+    assert pick("cpu", (28, 28), 1, 16, (3, 3)) == Choice("direct", "rules")  # cig == 1
+    assert pick("cpu", (28, 28), 16, 32, (3, 3)) == Choice("xla", "rules")  # CNN layer
+    assert pick("gpu", (28, 28), 16, 32, (3, 3)) == Choice("xla", "xla")
+    assert pick("gpu", (512, 512), 1, 1, (16, 16)) == Choice("fft", "fft")  # 2**18, span 256

@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import scipy.signal
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
@@ -114,6 +115,17 @@ def test_seed_walkthrough_facts(tiny_run):
     )
     assert [row["copies"] for row in back["per_weight"]] == [4, 4, 4]
     assert back["dense_grad_abs_sum_at_structural_zeros"] > 0
+    # 2-D: scipy's correlate2d as the reference for the output; the 4x16 matrix from
+    # its definition T[(i, j), (p, q)] = w[p - i, q - j]; each weight has 4 copies
+    img = m["numbers"]["image"]
+    x2, w2 = np.arange(1, 17).reshape(4, 4), np.arange(1, 10).reshape(3, 3)
+    assert img["conv2d"] == scipy.signal.correlate2d(x2, w2, "valid").tolist()
+    t2 = np.zeros((2, 2, 4, 4), int)
+    for i, j in np.ndindex(2, 2):
+        t2[i, j, i : i + 3, j : j + 3] = w2
+    assert img["T"] == t2.reshape(4, 16).tolist()
+    assert [row["copies"] for row in img["per_weight"]] == [4] * 9
+    assert "T2_heatmap.png" in m["figures"]
     assert all(c["holds"] is True for c in m["claims"])
 
 

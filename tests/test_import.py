@@ -36,8 +36,8 @@ def test_import_loads_no_submodule_and_every_name_resolves():
         assert getattr(convjax, name) is importlib.import_module(f"convjax.{name}")
     assert set(convjax.__all__) == set(convjax._NAMES) | set(convjax._SUBMODULES)
     assert set(convjax.__all__) <= set(dir(convjax))
-    with pytest.raises(AttributeError, match=r"module 'convjax' has no attribute 'conv2d'"):
-        convjax.conv2d  # noqa: B018
+    with pytest.raises(AttributeError, match=r"module 'convjax' has no attribute 'conv4d'"):
+        convjax.conv4d  # noqa: B018
     namespace = {}
     exec("from convjax import *", namespace)
     assert {n for n in namespace if n != "__builtins__"} == set(convjax.__all__)

@@ -70,11 +70,10 @@ def test_whole_image_model_moves_and_twins():
     _, params = model.init(jax.random.key(1), shape)
     x = np.random.default_rng(1).standard_normal(shape)
     ss = nn.structures(model, shape)
+    want = jax.jit(model.apply)(params, x)
     for kind in ("local", "dense"):
         moved = nn.move(params, ss, kind)
-        np.testing.assert_allclose(
-            nn.twin(model, kind).apply(moved, x), model.apply(params, x), **TOL
-        )
+        np.testing.assert_allclose(jax.jit(nn.twin(model, kind).apply)(moved, x), want, **TOL)
         assert moved[5] is params[5]  # the plain Dense head passes through
 
 
@@ -88,13 +87,18 @@ def test_tied_gradient_reproduces_conv_sgd_in_2d():
     s = nn.structure(conv, shape)
 
     def train(layer, params, opt, steps=3):
-        state = opt.init(params)
         loss = lambda q: jnp.mean((layer.apply(q, x) - t) ** 2)  # noqa: E731
-        for _ in range(steps):
-            g = jax.grad(loss)(params)
-            u, state = opt.update(g, state, params)
-            params = optax.apply_updates(params, u)
-        return params
+
+        @jax.jit
+        def run(params):
+            state = opt.init(params)
+            for _ in range(steps):
+                g = jax.grad(loss)(params)
+                u, state = opt.update(g, state, params)
+                params = optax.apply_updates(params, u)
+            return params
+
+        return run(params)
 
     conv_after = train(conv, p, optax.sgd(0.1))
     opt = optax.chain(nn.tied_gradient(s), optax.sgd(0.1))
@@ -113,13 +117,16 @@ def test_initializers_see_the_structural_fans_in_2d():
         return jax.nn.initializers.lecun_normal()(key, shape, dtype)
 
     shape = (6, 5, 4)
-    nn.Conv2D(6, (3, 2), groups=2, w_init=spy).init(jax.random.key(0), shape)
-    nn.LocallyConnected2D(6, (3, 2), groups=2, w_init=spy).init(jax.random.key(0), shape)
-    nn.Dense(6, kernel_size=(3, 2), w_init=spy).init(jax.random.key(0), shape)
+    for layer in (
+        nn.Conv2D(6, (3, 2), groups=2, w_init=spy),
+        nn.LocallyConnected2D(6, (3, 2), groups=2, w_init=spy),
+        nn.Dense(6, kernel_size=(3, 2), w_init=spy),
+    ):
+        jax.jit(layer.init, static_argnums=1)(jax.random.key(0), shape)
     # conv: one (KH, KW, Cin/g, Cout/g) view per group (fan_in = 3*2*2); local: the
     # same view once per position and group, under vmap; dense: (in, out)
     assert seen == [(3, 2, 2, 3), (3, 2, 2, 3), (6 * 5 * 4, 4 * 4 * 6)]
-    _, p = nn.Conv2D(32, 3).init(jax.random.key(1), (8, 8, 16))
+    _, p = jax.jit(nn.Conv2D(32, 3).init, static_argnums=1)(jax.random.key(1), (8, 8, 16))
     # lecun_normal: variance 1/fan_in with fan_in = 3*3*16; 4608 draws, so the sample
     # variance is within 10% (about 5 standard deviations of the estimate)
     assert abs(float(jnp.var(p["w"])) * 3 * 3 * 16 - 1.0) < 0.1

@@ -18,9 +18,12 @@ without params; complex inputs are refused. ``params`` are plain dicts (or tuple
 The linear family
 -----------------
 
-:class:`Linear1D` is the one mechanism: a linear map ``y = T x + b`` from
-``(L, Cin)`` to ``(Lout, Cout)`` whose matrix ``T`` has the support of a 1-D
-convolution (:class:`~convjax.tying.ConvStructure`), in one of three KINDS:
+:class:`Linear` is the one mechanism: a linear map ``y = T x + b`` from
+``(*L, Cin)`` to ``(*Lout, Cout)`` whose matrix ``T`` has the support of a
+convolution with ``N`` spatial axes (:class:`~convjax.tying.ConvStructure`), in one
+of three KINDS (shown for ``N = 1``; :func:`Conv2D` and :func:`LocallyConnected2D`
+are the same with ``K``, ``L``, ``Lout`` pairs, e.g. ``w`` of shape
+``(KH, KW, Cin//g, Cout)`` for a conv on ``(H, W, Cin)`` images):
 
 =========  ============================  ============================  ==================
 kind       factory                       ``params["w"]``               ``params["b"]``
@@ -44,8 +47,9 @@ The three share one init (any :mod:`jax.nn.initializers` initializer, handed a v
 of the weight whose fans are the structural ones, see
 :mod:`convjax.nn.initializers`), one bias handling, one shape inference and one
 set of input checks. A plain ``Dense(n)`` (no ``out_length``, no conv settings)
-is the familiar fully connected layer on the last axis: ``(..., F) -> (..., n)``,
-``w`` of shape ``(n, F)``, ``b`` of shape ``(n,)``.
+is the familiar fully connected layer on the last axis, a separate
+:class:`PlainDense`: ``(..., F) -> (..., n)``, ``w`` of shape ``(n, F)``, ``b`` of
+shape ``(n,)``.
 
 :func:`twin` gives a layer, or every linear layer of a :func:`serial` model, in
 another kind; :func:`structures` the structures that :mod:`convjax.nn.family`
