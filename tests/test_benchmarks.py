@@ -62,3 +62,21 @@ def test_gpu_check_says_so_and_exits_0_without_a_gpu(capsys):
     check = _load("gpu_check")
     assert check.main() == 0
     assert "jax has no GPU backend" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_conv2d_quick_writes_json(tmp_path):
+    bench = _load("bench_conv2d")
+    report = bench.main(["--quick", "--out", str(tmp_path)])
+    on_disk = json.loads((tmp_path / "conv2d.json").read_text())
+    assert on_disk["quick"] is True and on_disk["start"]["matmul_peak"]["gflops_median"] > 0
+    assert {(r["case"], r["mode"]) for r in report["results"]} == {
+        (c[0], m) for c in bench.shapes(True) for m in ("forward", "forward+backward", "scan")
+    }
+    for r in on_disk["results"]:
+        names = set(r["times_ms"])
+        assert "lax.conv_general_dilated" in names and "convjax.auto" in names
+        if r["mode"] != "scan":
+            assert {f"convjax.{a}" for a in bench.ALGOS} <= names
+        assert r["auto_forward"] in bench.ALGOS and r["auto_vs_lax"] > 0
+        assert all(t > 0 for t in r["times_ms"].values())
