@@ -41,6 +41,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import convjax  # noqa: E402
+from convjax import stats  # noqa: E402
 
 #: Keys of every ``metrics.json`` (and of the dict ``main`` returns).
 METRICS_KEYS = (
@@ -61,10 +62,19 @@ METRICS_KEYS = (
     "wall_time_s",
 )
 
-#: Keys of each entry of ``metrics["claims"]``.
-CLAIM_KEYS = ("claim", "measured", "holds")
+#: Keys of each entry of ``metrics["claims"]``: the claim, what was measured (the
+#: estimate and its interval), ``holds`` (True / False / None for undecided), the
+#: ``verdict`` (one of ``convjax.stats.VERDICTS``), the ``rule`` fixed before the run
+#: and the ``interval`` it was decided on (``convjax.stats.Interval.as_dict()``; None
+#: for an exact check).
+CLAIM_KEYS = ("claim", "measured", "holds", "verdict", "rule", "interval")
+_HOLDS = {"holds": True, "fails": False, "undecided": None}
 
 SIZES = ("tiny", "quick", "full")
+
+#: Seeds per arm when ``--seeds`` is not given: at least 10 in the full run (each seed
+#: its own draw of training and test data), fewer in quick (still with intervals).
+DEFAULT_SEEDS = {"tiny": 3, "quick": 5, "full": 10}
 
 
 # ---- arguments -------------------------------------------------------------------
@@ -76,7 +86,7 @@ def make_parser(description: str | None) -> argparse.ArgumentParser:
     ``--quick``: the README's main command (all experiments together under 10
     minutes on 2 CPU cores). ``--tiny``: seconds, for the tests (implies quick).
     ``--out``: results folder (default ``results``). ``--seeds``: number of seeds,
-    ``0 .. seeds-1`` (default 3).
+    ``0 .. seeds-1`` (default :data:`DEFAULT_SEEDS` by size).
     """
     first = (description or "").strip().splitlines()
     parser = argparse.ArgumentParser(description=first[0] if first else None)
@@ -90,7 +100,10 @@ def make_parser(description: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="results", help="results folder (default: results)")
     parser.add_argument(
-        "--seeds", type=_positive_int, default=3, help="number of seeds 0..N-1 (default: 3)"
+        "--seeds",
+        type=_positive_int,
+        default=None,
+        help="number of seeds 0..N-1 (default by size: " + str(DEFAULT_SEEDS) + ")",
     )
     return parser
 
@@ -223,7 +236,7 @@ def start_run(name: str, args: argparse.Namespace, *, description: str | None = 
         description=(description or "").strip().splitlines()[0] if description else name,
         out_root=out_root,
         size=size_of(args),
-        seeds=tuple(range(args.seeds)),
+        seeds=tuple(range(args.seeds or DEFAULT_SEEDS[size_of(args)])),
         started=time.perf_counter(),
         started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
@@ -289,21 +302,96 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence], *, fmt: str
     return "\n".join(lines)
 
 
-def claim(text: str, measured: str, holds: bool | None) -> dict:
-    """One row of the report's "claims vs what we measured" section.
+def claim(text: str, measured: str, holds: bool | None, *, rule: str = "exact check") -> dict:
+    """A claim decided by an exact check (no sampling variance: a property of the
+    library, e.g. "the embedding reproduces the outputs"), not by an interval.
 
     Args:
-      text: the claim (from the paper, or what the library promises).
+      text: the claim.
       measured: what this run measured, with the numbers.
       holds: ``True`` / ``False``, or ``None`` where this size cannot tell.
+      rule: the check, in words.
     """
     if holds is not None and not isinstance(holds, (bool, np.bool_)):
         raise TypeError(f"claim: `holds` must be True, False or None, got {holds!r}.")
+    verdict = "undecided" if holds is None else ("holds" if holds else "fails")
     return {
         "claim": str(text),
         "measured": str(measured),
         "holds": None if holds is None else bool(holds),
+        "verdict": verdict,
+        "rule": str(rule),
+        "interval": None,
     }
+
+
+def verdict_claim(verdict: stats.Verdict, measured: str = "") -> dict:
+    """A claim decided by :func:`convjax.stats.evaluate`: the rule fixed in code, the
+    interval, the verdict (holds / fails / undecided), and ``measured`` as context."""
+    if not isinstance(verdict, stats.Verdict):
+        raise TypeError(f"verdict_claim: `verdict` must be a stats.Verdict, got {verdict!r}.")
+    c, iv = verdict.claim, verdict.interval
+    head = f"{c.statistic} of {c.quantity} = {iv.format()} ({iv.level:.0%} {iv.method}, n={iv.n})"
+    return {
+        "claim": c.name,
+        "measured": head + (f"; {measured}" if measured else ""),
+        "holds": _HOLDS[verdict.verdict],
+        "verdict": verdict.verdict,
+        "rule": f"{c.statistic} {c.rule()}",
+        "interval": to_jsonable(iv.as_dict()),
+    }
+
+
+def ci(values, *, censored=None, axis: int = 0) -> dict:
+    """Mean over seeds (along ``axis``) with its 95% t-interval, JSON-able:
+    ``{"estimate", "low", "high", "n", "censoring"}`` (arrays for N-D values)."""
+    v = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
+    c = None if censored is None else np.moveaxis(np.asarray(censored, bool), axis, 0)
+    iv = stats.mean_interval(v, censored=c)
+    return to_jsonable(
+        {
+            "estimate": iv.estimate,
+            "low": iv.low,
+            "high": iv.high,
+            "n": iv.n,
+            "censoring": iv.censoring,
+        }
+    )
+
+
+def interval_dict(iv: stats.Interval) -> dict:
+    """An :class:`convjax.stats.Interval` as the JSON-able dict :func:`ci` returns."""
+    return to_jsonable(
+        {
+            "estimate": iv.estimate,
+            "low": iv.low,
+            "high": iv.high,
+            "n": iv.n,
+            "censoring": iv.censoring,
+            "method": iv.method,
+        }
+    )
+
+
+def fmt_ci(d: dict, fmt: str = ".3g") -> str:
+    """``"0.123 [0.101, 0.145]"`` from a scalar :func:`ci` dict; ``None`` ends (infinite,
+    from censoring) print as ``∞``; ``≥`` marks an estimate that is a lower bound."""
+    lo = "(-∞" if d["low"] is None else f"[{d['low']:{fmt}}"
+    hi = "∞)" if d["high"] is None else f"{d['high']:{fmt}}]"
+    pre = {"at_least": "≥ ", "at_most": "≤ "}.get(d.get("censoring", "none"), "")
+    est = "?" if d["estimate"] is None else f"{d['estimate']:{fmt}}"
+    return f"{pre}{est} {lo}, {hi}"
+
+
+def ci_at(d: dict, index) -> dict:
+    """The scalar :func:`ci` dict of element ``index`` of an array-valued one."""
+    out = {}
+    for k, v in d.items():
+        if k in ("estimate", "low", "high", "censoring") and isinstance(v, list):
+            for i in index if isinstance(index, tuple) else (index,):
+                v = v[i]
+        out[k] = v
+    return out
 
 
 def to_jsonable(obj):
@@ -364,6 +452,11 @@ def check_metrics(metrics: dict) -> None:
     for c in metrics["claims"]:
         if not isinstance(c, dict) or tuple(sorted(c)) != tuple(sorted(CLAIM_KEYS)):
             raise ValueError(f"check_metrics: each claim needs the keys {CLAIM_KEYS}, got {c!r}.")
+        if c["verdict"] not in stats.VERDICTS or _HOLDS[c["verdict"]] != c["holds"]:
+            raise ValueError(
+                f"check_metrics: claim verdict {c['verdict']!r} must be one of "
+                f"{stats.VERDICTS} and agree with holds={c['holds']!r}."
+            )
     if not all(isinstance(f, str) and f.endswith(".png") for f in metrics["figures"]):
         raise ValueError(
             f"check_metrics: `figures` must be PNG file names, got {metrics['figures']!r}."

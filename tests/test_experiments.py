@@ -13,6 +13,8 @@ import jax
 import numpy as np
 import pytest
 
+from convjax import stats
+
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 
@@ -77,7 +79,7 @@ def test_report_links_tables_figures_and_claims(tiny_run):
             assert f"]({m['name']}/{fig})" in report
         for c in m["claims"]:
             assert c["claim"].replace("|", "\\|") in report
-    assert "| experiment | claim | measured | holds here? |" in report
+    assert "| experiment | claim | rule (fixed before the run) | measured (95% interval) | verdict |" in report
 
 
 @pytest.mark.slow
@@ -122,6 +124,7 @@ def test_seed_walkthrough_facts(tiny_run):
 
 FAKE_OK = '''"""Fake experiment: writes one figure and one number."""
 import common
+from convjax import stats
 import matplotlib.pyplot as plt
 
 
@@ -177,7 +180,8 @@ def test_run_all_skips_missing_reports_failures(tmp_path, monkeypatch):
 def test_parser_sizes_and_seeds():
     p = common.make_parser("Title line.\n\nMore.")
     a = p.parse_args([])
-    assert (a.quick, a.tiny, a.out, a.seeds) == (False, False, "results", 3)
+    assert (a.quick, a.tiny, a.out, a.seeds) == (False, False, "results", None)
+    assert common.DEFAULT_SEEDS["full"] >= 10
     assert common.size_of(a) == "full"
     assert common.size_of(p.parse_args(["--quick"])) == "quick"
     assert common.size_of(p.parse_args(["--tiny"])) == "tiny"
@@ -211,7 +215,29 @@ def test_markdown_table_and_claims():
     assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |", "| x\\|y | None |"]
     with pytest.raises(ValueError, match=r"markdown_table: row 0 has 1 cells, expected 2"):
         common.markdown_table(["a", "b"], [[1]])
-    assert common.claim("c", "m", np.bool_(True)) == {"claim": "c", "measured": "m", "holds": True}
+    assert common.claim("c", "m", np.bool_(True)) == {
+        "claim": "c",
+        "measured": "m",
+        "holds": True,
+        "verdict": "holds",
+        "rule": "exact check",
+        "interval": None,
+    }
+    assert common.claim("c", "m", None)["verdict"] == "undecided"
+    c = stats.Claim("lower than 1", "x", "mean", "below", 1.0)
+    for values, verdict, holds in (
+        ([0.1, 0.2, 0.15], "holds", True),
+        ([2.0, 2.1, 1.9], "fails", False),
+        ([0.5, 1.5, 1.0], "undecided", None),
+    ):
+        row = common.verdict_claim(stats.evaluate(c, values), "context")
+        assert (row["verdict"], row["holds"]) == (verdict, holds)
+        assert row["rule"] == "mean < 1" and row["measured"].endswith("; context")
+        assert set(row["interval"]) >= {"estimate", "low", "high", "level", "method", "n"}
+    d = common.ci([1.0, 2.0, 3.0, 4.0])
+    assert common.fmt_ci(d) == "2.5 [0.446, 4.55]"
+    d = common.ci([1.0, 2.0, 3.0], censored=[False, True, False])
+    assert common.fmt_ci(d) == "≥ 2 [-0.484, ∞)"
     with pytest.raises(TypeError, match=r"claim: `holds` must be True, False or None, got 'yes'"):
         common.claim("c", "m", "yes")
 
