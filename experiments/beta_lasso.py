@@ -1,4 +1,4 @@
-"""beta-LASSO: does a fully connected net trained with an L1 step and a hard threshold become local and conv-like?
+"""beta-LASSO: does an FC net trained with an L1 step and a threshold become local, conv-like?
 
 Claim tested (Neyshabur, "Towards learning convolutions from scratch", NeurIPS 2020):
 training a fully connected net with beta-LASSO (an SGD step on the loss plus
@@ -67,8 +67,12 @@ def settings(size: str) -> dict:
         "channels": base["channels"],
         "generator": base["generator"],
         "position": "fixed",
-        "pilot_seeds": common.pick(size, tiny=[100, 101], quick=[100, 101, 102], full=[100, 101, 102]),
-        "pilot_sizes": common.pick(size, tiny=[16, 64], quick=[64, 128, 256, 512], full=[64, 128, 256, 512, 1024]),
+        "pilot_seeds": common.pick(
+            size, tiny=[100, 101], quick=[100, 101, 102], full=[100, 101, 102]
+        ),
+        "pilot_sizes": common.pick(
+            size, tiny=[16, 64], quick=[64, 128, 256, 512], full=[64, 128, 256, 512, 1024]
+        ),
         "conv_max": 0.1,
         "fc_min": 0.3,
         "n_test": base["n_test"],
@@ -230,7 +234,9 @@ def run_main(cfg: dict, seeds, n: int) -> dict:
     return {
         "fc": fc_hist,
         "conv": {k: np.asarray(v) for k, v in res_conv.history.items()},
-        "fc_w1": np.asarray(res_fc.params[0]["w"]).reshape(len(lams), n_seeds, *res_fc.params[0]["w"].shape[1:]),
+        "fc_w1": np.asarray(res_fc.params[0]["w"]).reshape(
+            len(lams), n_seeds, *res_fc.params[0]["w"].shape[1:]
+        ),
         "init": init,
         "window": window,
         "step": np.asarray(res_fc.history["step"]),
@@ -299,7 +305,8 @@ CLAIMS = {
         0.0,
     ),
     "local": stats.Claim(
-        f"beta-LASSO makes the first layer local (best-window share >= {LOCALITY_FACTOR:g} x at init)",
+        "beta-LASSO makes the first layer local "
+        f"(best-window share >= {LOCALITY_FACTOR:g} x at init)",
         "best-window share of the first layer, beta-LASSO / at initialisation, per seed",
         "paired_ratio",
         "above",
@@ -350,12 +357,22 @@ def claims_from(cfg: dict, out: dict, summary: dict) -> list[dict]:
     ev = stats.evaluate
     return [
         common.verdict_claim(ev(CLAIMS["gap_exists"], last("test_error", i_sgd), conv), ctx),
-        common.verdict_claim(ev(CLAIMS["beats_sgd"], last("test_error", i_bl), last("test_error", i_sgd)), ctx),
         common.verdict_claim(
-            ev(CLAIMS["half_gap"], last("test_error", i_bl) - (last("test_error", i_sgd) + conv) / 2), ctx
+            ev(CLAIMS["beats_sgd"], last("test_error", i_bl), last("test_error", i_sgd)), ctx
         ),
-        common.verdict_claim(ev(CLAIMS["local"], last("locality", i_bl), out["init"]["locality"]), ctx),
-        common.verdict_claim(ev(CLAIMS["local_vs_sgd"], last("locality", i_bl), last("locality", i_sgd)), ctx),
+        common.verdict_claim(
+            ev(
+                CLAIMS["half_gap"],
+                last("test_error", i_bl) - (last("test_error", i_sgd) + conv) / 2,
+            ),
+            ctx,
+        ),
+        common.verdict_claim(
+            ev(CLAIMS["local"], last("locality", i_bl), out["init"]["locality"]), ctx
+        ),
+        common.verdict_claim(
+            ev(CLAIMS["local_vs_sgd"], last("locality", i_bl), last("locality", i_sgd)), ctx
+        ),
         common.verdict_claim(
             ev(CLAIMS["tying"], last("distance_to_conv", i_bl), last("distance_to_conv", i_sgd)),
             ctx + f"; at init {common.fmt_ci(summary['at_init']['distance_to_conv'])}",
@@ -369,23 +386,57 @@ def table_from(cfg: dict, summary: dict) -> str:
     rows = [["conv", "SGD", "-", f(summary["conv_sgd"]["test_error"])] + ["-"] * 5]
     for entry in summary["fc"].values():
         lam = entry["lam"]
-        name = "SGD" if lam == 0 else f"beta-LASSO lam={lam:g}" + (
-            " (selected)" if lam == summary["selected_lam"] else ""
+        name = (
+            "SGD"
+            if lam == 0
+            else f"beta-LASSO lam={lam:g}"
+            + (" (selected)" if lam == summary["selected_lam"] else "")
         )
         rows.append(
-            ["FC", name, f(entry["val_error"]), f(entry["test_error"]), f(entry["sparsity_w1"]),
-             f(entry["locality"]), f(entry["task_window"]), f(entry["distance_to_conv"]),
-             f(entry["in_structure"])]
+            [
+                "FC",
+                name,
+                f(entry["val_error"]),
+                f(entry["test_error"]),
+                f(entry["sparsity_w1"]),
+                f(entry["locality"]),
+                f(entry["task_window"]),
+                f(entry["distance_to_conv"]),
+                f(entry["in_structure"]),
+            ]
         )
     a = summary["at_init"]
-    rows.append(["FC", "at init (chance)", "-", f(a["test_error"]), f(a["sparsity_w1"]),
-                 f(a["locality"]), f(a["task_window"]), f(a["distance_to_conv"]), f(a["in_structure"])])
+    rows.append(
+        [
+            "FC",
+            "at init (chance)",
+            "-",
+            f(a["test_error"]),
+            f(a["sparsity_w1"]),
+            f(a["locality"]),
+            f(a["task_window"]),
+            f(a["distance_to_conv"]),
+            f(a["in_structure"]),
+        ]
+    )
     p = summary["pilot"]
-    pilot_rows = [[n, f(fe), f(ce)] for n, fe, ce in zip(p["sizes"], p["fc_sgd_error"], p["conv_sgd_error"], strict=True)]
+    pilot_rows = [
+        [n, f(fe), f(ce)]
+        for n, fe, ce in zip(p["sizes"], p["fc_sgd_error"], p["conv_sgd_error"], strict=True)
+    ]
     return (
         common.markdown_table(
-            ["net", "training", "val error", "test error", "zeros in W1", "best-window share",
-             "share on task window", "distance to nearest conv", "in conv structure"],
+            [
+                "net",
+                "training",
+                "val error",
+                "test error",
+                "zeros in W1",
+                "best-window share",
+                "share on task window",
+                "distance to nearest conv",
+                "in conv structure",
+            ],
             rows,
         )
         + f"\n\nPilot (seeds {p['seeds']}, not reused; plain SGD): chosen n = {p['chosen_n']} "
@@ -408,7 +459,9 @@ def figures(run, cfg: dict, summary: dict, out: dict) -> None:
         ax.grid(alpha=0.3)
     for r, e in enumerate(out["conv"]["eval_test_error"]):
         axes[0].plot(steps, e, "k--", lw=0.6, label="conv, plain SGD" if r == 0 else None)
-    axes[1].axhline(summary["at_init"]["locality"]["estimate"], color="0.5", ls=":", label="at init")
+    axes[1].axhline(
+        summary["at_init"]["locality"]["estimate"], color="0.5", ls=":", label="at init"
+    )
     axes[0].legend(fontsize=6)
     axes[1].legend(fontsize=6)
     fig.suptitle(f"beta-LASSO vs SGD, task (a), n={summary['n_train']}: every seed", fontsize=10)
@@ -421,13 +474,21 @@ def figures(run, cfg: dict, summary: dict, out: dict) -> None:
     rep = int(np.argsort(loc)[len(loc) // 2])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, lam in zip(axes, (0.0, summary["selected_lam"]), strict=True):
-        w = np.abs(out["fc_w1"][lams.index(lam), rep]).reshape(out["fc_w1"].shape[2], -1, CIN).sum(-1)
+        w = (
+            np.abs(out["fc_w1"][lams.index(lam), rep])
+            .reshape(out["fc_w1"].shape[2], -1, CIN)
+            .sum(-1)
+        )
         im = ax.imshow(w, aspect="auto", cmap="magma", interpolation="nearest")
         ax.axvspan(out["window"][0] - 0.5, out["window"][1] - 0.5, fill=False, ec="c", lw=1.5)
-        ax.set_title("plain SGD" if lam == 0 else f"beta-LASSO, lam={lam:g} (selected)", fontsize=10)
+        ax.set_title(
+            "plain SGD" if lam == 0 else f"beta-LASSO, lam={lam:g} (selected)", fontsize=10
+        )
         ax.set(xlabel="input position (cyan: the task's window)", ylabel="hidden unit")
         fig.colorbar(im, ax=ax, label="sum over channels of |w|")
-    fig.suptitle(f"First-layer weights, seed {rep} (the median seed by beta-LASSO locality)", fontsize=10)
+    fig.suptitle(
+        f"First-layer weights, seed {rep} (the median seed by beta-LASSO locality)", fontsize=10
+    )
     run.save_figure(fig, "first_layer_weights.png")
 
 

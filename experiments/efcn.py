@@ -1,4 +1,4 @@
-"""eFCN (d'Ascoli et al., NeurIPS 2019) in 1-D: a CNN relaxed into its dense twin at t_w, then trained with SGD (per-entry step rule) or Adam.
+"""eFCN (d'Ascoli et al., NeurIPS 2019), 1-D: a CNN relaxed into its dense twin, SGD or Adam.
 
 Protocol. A small CNN, ``Conv1D -> relu -> Conv1D -> relu -> flatten -> dense``, is
 trained with plain SGD on a local-pattern task (:func:`convjax.data.local_pattern`).
@@ -128,14 +128,18 @@ def step_multipliers(cnn_params_one, ss):
             "b": jnp.full(p["b"].shape, s.out_length, p["b"].dtype),
         }
         dense = nn.conv_to_dense(conv, s)
-        return jax.tree.map(lambda m: jnp.where(m == 0, 1.0, m), dense)
+        return jax.tree.map(lambda m: jnp.where(m == 0, jnp.ones_like(m), m), dense)
 
     return tuple(layer(p, s) for p, s in zip(cnn_params_one, ss, strict=True))
 
 
 def scale_by_tree(mult) -> optax.GradientTransformation:
     """Multiplies every update entry by ``mult`` (a pytree shaped like the params)."""
-    return optax.stateless(lambda updates, params=None: jax.tree.map(jnp.multiply, updates, mult))
+
+    def scale(updates, params=None):
+        return jax.tree.map(lambda u, m: u * m.astype(u.dtype), updates, mult)
+
+    return optax.stateless(scale)
 
 
 def pooled_off_share(fcn_params, ss):
@@ -183,7 +187,10 @@ def seed_sets(cfg: dict, seeds):
 
     def draw(key):
         ds = data.local_pattern(key, n_train + n_test, dtype=jnp.dtype(cfg["dtype"]), **task)
-        return {"x": ds.x[:n_train], "y": ds.y[:n_train]}, {"x": ds.x[n_train:], "y": ds.y[n_train:]}
+        return {"x": ds.x[:n_train], "y": ds.y[:n_train]}, {
+            "x": ds.x[n_train:],
+            "y": ds.y[n_train:],
+        }
 
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(1000), s))(jnp.asarray(seeds))
     return jax.jit(jax.vmap(draw))(keys)
@@ -300,8 +307,10 @@ def main(argv=None) -> dict:
         upd_off = np.asarray(jax.jit(jax.vmap(lambda p: pooled_off_share(p, ss)))(upd))
         rel = np.asarray(
             jax.vmap(
-                lambda u, p: jnp.sqrt(sum(jnp.sum(v**2) for v in jax.tree.leaves(u)))
-                / jnp.sqrt(sum(jnp.sum(v**2) for v in jax.tree.leaves(p)))
+                lambda u, p: (
+                    jnp.sqrt(sum(jnp.sum(v**2) for v in jax.tree.leaves(u)))
+                    / jnp.sqrt(sum(jnp.sum(v**2) for v in jax.tree.leaves(p)))
+                )
             )(upd, start)
         )
         stage2[name] = {
@@ -312,7 +321,9 @@ def main(argv=None) -> dict:
             "update_rel": rel.reshape(n_groups, n_seeds),
         }
 
-    numbers, claims = summarise(cfg, t_ws, budget, err_at_tw, cnn_final, stage2, max_rel_diff, embed_tol)
+    numbers, claims = summarise(
+        cfg, t_ws, budget, err_at_tw, cnn_final, stage2, max_rel_diff, embed_tol
+    )
     numbers["curves"] = {
         "cnn_step": cnn_steps,
         "cnn_err_per_seed": cnn_err,
@@ -409,8 +420,7 @@ def claims_for(o, cfg, late, level, t_ws, err, scratch, cnn_final, s):
         common.verdict_claim(
             vs[best]._replace(verdict=verdict),
             f"shown: t_w={best} (lowest upper bound); verdict: holds if any t_w holds, fails if "
-            f"all fail; per t_w: "
-            + ", ".join(f"{t}: {vs[t].interval.format()}" for t in late),
+            f"all fail; per t_w: " + ", ".join(f"{t}: {vs[t].interval.format()}" for t in late),
         )
     ]
     worse = stats.Claim(
@@ -425,7 +435,8 @@ def claims_for(o, cfg, late, level, t_ws, err, scratch, cnn_final, s):
     helps = stats.Claim(
         f"d'Ascoli et al. [{name}]: every eFCN relaxed at t_w > 0 ends better than the FCN "
         "from scratch",
-        f"final test error, eFCN minus FCN from scratch, per seed (Bonferroni over {len(late)} t_w)",
+        "final test error, eFCN minus FCN from scratch, per seed "
+        f"(Bonferroni over {len(late)} t_w)",
         "difference",
         "below",
         0.0,
@@ -465,7 +476,8 @@ def claims_for(o, cfg, late, level, t_ws, err, scratch, cnn_final, s):
                 np.maximum(s["update_off"][idx[mid]], 1e-12),
                 np.maximum(s["update_off"][-1], 1e-12),
             ),
-            f"the eFCN moves: relative update norm {common.fmt_ci(common.ci(s['update_rel'][idx[mid]]))}"
+            "the eFCN moves: relative update norm "
+            + common.fmt_ci(common.ci(s["update_rel"][idx[mid]]))
             + ("" if np.all(ok) else " (some seeds did not move)"),
         )
     )
@@ -487,20 +499,37 @@ def table_from(cfg, t_ws, budget, numbers) -> str:
         row = [f"eFCN t_w={t}", f(numbers["cnn_err_at_t_w"][str(t)])]
         for o in OPTIMIZERS:
             p = numbers[o]["per_t_w"][str(t)]
-            row += [f(p["efcn_err"]), f(p["efcn_minus_cnn"]), f(p["efcn_minus_fcn"]),
-                    f(p["update_off_share"])]
+            row += [
+                f(p["efcn_err"]),
+                f(p["efcn_minus_cnn"]),
+                f(p["efcn_minus_fcn"]),
+                f(p["update_off_share"]),
+            ]
         rows.append(row)
     cnn = f(numbers["cnn_full_budget_err"])
     rows.append([f"CNN, {budget} SGD steps", "", cnn, "", "", "0 (conv)", cnn, "", "", "0 (conv)"])
     row = [f"FCN from scratch, {cfg['fcn_steps']} steps", ""]
     for o in OPTIMIZERS:
         n = numbers[o]
-        row += [f(n["fcn_scratch_err"]), f(n["fcn_scratch_minus_cnn"]), "", f(n["fcn_scratch_update_off_share"])]
+        row += [
+            f(n["fcn_scratch_err"]),
+            f(n["fcn_scratch_minus_cnn"]),
+            "",
+            f(n["fcn_scratch_update_off_share"]),
+        ]
     rows.append(row)
     return common.markdown_table(
         ["model", "CNN error at t_w"]
-        + [f"{o}: {h}" for o in ("SGD rule", "Adam") for h in (
-            "final error", "minus CNN (paired)", "minus FCN (paired)", "off-structure share of update")],
+        + [
+            f"{o}: {h}"
+            for o in ("SGD rule", "Adam")
+            for h in (
+                "final error",
+                "minus CNN (paired)",
+                "minus FCN (paired)",
+                "off-structure share of update",
+            )
+        ],
         rows,
     )
 
@@ -531,8 +560,15 @@ def plot_summary(run, cfg, t_ws, numbers):
         est = [per[str(t)]["efcn_err"]["estimate"] for t in t_ws]
         lo = [per[str(t)]["efcn_err"]["low"] for t in t_ws]
         hi = [per[str(t)]["efcn_err"]["high"] for t in t_ws]
-        ax.errorbar(x, est, yerr=[np.subtract(est, lo), np.subtract(hi, est)], fmt="o-",
-                    color="tab:blue", capsize=3, label="eFCN final error (mean, 95% interval)")
+        ax.errorbar(
+            x,
+            est,
+            yerr=[np.subtract(est, lo), np.subtract(hi, est)],
+            fmt="o-",
+            color="tab:blue",
+            capsize=3,
+            label="eFCN final error (mean, 95% interval)",
+        )
         cnn_t = [numbers["cnn_err_at_t_w"][str(t)]["estimate"] for t in t_ws]
         ax.plot(x, cnn_t, "s:", color="gray", label="CNN at t_w")
         for key, col, lab in (
@@ -557,10 +593,18 @@ def plot_curves(run, cfg, t_ws, numbers):
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(t_ws)))
     for ax, o in zip(axes[1:], OPTIMIZERS, strict=True):
         for g, (col, t) in enumerate(zip(colors, t_ws, strict=True)):
-            ax.plot(c["fcn_step"], np.asarray(c[f"{o}_off_share_mean"])[g], color=col, label=f"t_w={t}")
-        ax.plot(c["fcn_step"], np.asarray(c[f"{o}_off_share_mean"])[-1], "r--", label="FCN from scratch")
-        ax.set(xlabel="steps after the embedding", ylabel="off-structure share of ||W||² (mean)",
-               yscale="symlog", title=f"eFCN, {o}")
+            ax.plot(
+                c["fcn_step"], np.asarray(c[f"{o}_off_share_mean"])[g], color=col, label=f"t_w={t}"
+            )
+        ax.plot(
+            c["fcn_step"], np.asarray(c[f"{o}_off_share_mean"])[-1], "r--", label="FCN from scratch"
+        )
+        ax.set(
+            xlabel="steps after the embedding",
+            ylabel="off-structure share of ||W||² (mean)",
+            yscale="symlog",
+            title=f"eFCN, {o}",
+        )
         ax.set_yscale("symlog", linthresh=1e-4)
     axes[1].legend(fontsize=6)
     fig.suptitle(

@@ -1,4 +1,4 @@
-"""Emergence of locality (Ingrosso & Goldt, PNAS 2022): FCN receptive fields, NLGP vs clone, online SGD.
+"""Emergence of locality (Ingrosso & Goldt, PNAS 2022): FCN receptive fields, online SGD.
 
 A fully connected net trained on non-Gaussian 1-D fields learns localised receptive
 fields; trained on their Gaussian clone it does not.
@@ -121,7 +121,10 @@ def make_fns(model, cfg: dict, name: str, gain: float, batch: int):
 
     def eval_fn(params, test):
         acc = train.binary_accuracy(outputs(params, test["x"]), test["y"])
-        return {"acc": acc, "mean_ipr": jnp.mean(measures.inverse_participation_ratio(params[1]["w"]))}
+        return {
+            "acc": acc,
+            "mean_ipr": jnp.mean(measures.inverse_participation_ratio(params[1]["w"])),
+        }
 
     return loss_fn, eval_fn, field
 
@@ -227,7 +230,9 @@ def main(argv=None) -> dict:
     thr = ref["quantile"]
 
     runs = {
-        name: train_nets(cfg, run.seeds, name, cfg["gain"], cfg["batch"], cfg["steps"], 10 * (j + 1))
+        name: train_nets(
+            cfg, run.seeds, name, cfg["gain"], cfg["batch"], cfg["steps"], 10 * (j + 1)
+        )
         for j, name in enumerate(DATASETS)
     }
     init = seed_stats(runs["nlgp"]["init_unit_ipr"], thr)  # same init for both data sets
@@ -401,7 +406,9 @@ def plot_weights(run, cfg, runs, thr):
             w = w[np.argsort(np.argmax(np.abs(w), axis=1), kind="stable")]
             w = w / np.max(np.abs(w), axis=1, keepdims=True)
             ax = axes[r, s]
-            im = ax.imshow(w, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+            im = ax.imshow(
+                w, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest"
+            )
             ipr = np.asarray(measures.inverse_participation_ratio(runs[name]["w"][s]))
             ax.set_title(f"seed {s}: {int((ipr > thr).sum())}/{len(ipr)}", fontsize=7)
             ax.tick_params(labelsize=6)

@@ -140,8 +140,13 @@ def write_report(out: Path, records: list[dict], *, command: str, total_s: float
     if claims:
         lines += [
             common.markdown_table(
-                ["experiment", "claim", "rule (fixed before the run)", "measured (95% interval)",
-                 "verdict"],
+                [
+                    "experiment",
+                    "claim",
+                    "rule (fixed before the run)",
+                    "measured (95% interval)",
+                    "verdict",
+                ],
                 [
                     [name, c["claim"], c["rule"], c["measured"], VERDICT_TEXT[c["verdict"]]]
                     for name, c in claims

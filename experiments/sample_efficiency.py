@@ -1,4 +1,4 @@
-"""Sample efficiency as a scaling law: how the sample need of dense, locally connected and conv nets grows with the input length d.
+"""Sample efficiency vs input length d: how the sample need of FC, LC and conv nets grows.
 
 Claims tested (Li, Zhang & Arora, ICLR 2021; Wang & Wu, NeurIPS 2023): on a task whose
 label is a local pattern, the number of training examples a fully connected net needs
@@ -281,8 +281,9 @@ def run_grid(cfg: dict, seeds, *, log=print) -> dict:
     k, c, n_seeds = cfg["k"], cfg["channels"], len(seeds)
     sizes, n_max, eps_min = list(cfg["sizes"]), max(cfg["sizes"]), min(cfg["eps"])
     init_keys, train_keys = run_keys(seeds)
-    keys = jnp.concatenate([jax.vmap(lambda q, t=t: jax.random.fold_in(q, t))(train_keys)
-                            for t in range(len(TASKS))])
+    keys = jnp.concatenate(
+        [jax.vmap(lambda q, t=t: jax.random.fold_in(q, t))(train_keys) for t in range(len(TASKS))]
+    )
     optimizer = optax.adam(cfg["learning_rate"])
     nets = {a: model(a, c, k) for a in ARCHS}
     fns = {a: losses_for(nets[a]) for a in ARCHS}  # the same objects: one compile per shape
@@ -340,7 +341,10 @@ def n_eps_table(cfg: dict, results: dict, eps: float):
         out[task] = {}
         for arch in ARCHS:
             rows = [
-                [size_to_reach(cfg["sizes"], per_d[d][arch]["test_error"][:, s], eps) for d in cfg["ds"]]
+                [
+                    size_to_reach(cfg["sizes"], per_d[d][arch]["test_error"][:, s], eps)
+                    for d in cfg["ds"]
+                ]
                 for s in range(per_d[cfg["ds"][0]][arch]["test_error"].shape[1])
             ]
             arr = np.asarray(rows, dtype=object)
@@ -348,7 +352,11 @@ def n_eps_table(cfg: dict, results: dict, eps: float):
     return out
 
 
-RATIOS = (("fc_over_local", "fc", "local"), ("local_over_conv", "local", "conv"), ("fc_over_conv", "fc", "conv"))
+RATIOS = (
+    ("fc_over_local", "fc", "local"),
+    ("local_over_conv", "local", "conv"),
+    ("fc_over_conv", "fc", "conv"),
+)
 
 
 def summarise(cfg: dict, results: dict) -> dict:
@@ -382,7 +390,8 @@ def summarise(cfg: dict, results: dict) -> dict:
                     "censored": cen,
                     "at_first_size": first,
                     "geometric_mean": [
-                        common.interval_dict(_geo(n[:, j], cen[:, j])) for j in range(len(cfg["ds"]))
+                        common.interval_dict(_geo(n[:, j], cen[:, j]))
+                        for j in range(len(cfg["ds"]))
                     ],
                 }
                 slopes, up, down = loglog_slopes(cfg["ds"], n, cen)
@@ -489,7 +498,10 @@ def claims_from(cfg: dict, results: dict) -> list[dict]:
         (na, ca, _), (nb, cb, _) = table[task][a], table[task][b]
         return na[:, j], nb[:, j], ca[:, j], cb[:, j]
 
-    for key, task, a, b in (("locality_a", "a", "fc", "local"), ("sharing_b", "b", "local", "conv")):
+    for key, task, a, b in (
+        ("locality_a", "a", "fc", "local"),
+        ("sharing_b", "b", "local", "conv"),
+    ):
         va, vb, ca, cb = ratio(task, a, b)
         v = stats.evaluate(CLAIMS[key], va, vb, censored=ca, baseline_censored=cb)
         out.append(
@@ -499,7 +511,10 @@ def claims_from(cfg: dict, results: dict) -> list[dict]:
                 f"{b} {int(cb.sum())} of {len(va)} seeds",
             )
         )
-    for key, task, a, b in (("slope_sharing_b", "b", "local", "conv"), ("slope_locality_a", "a", "fc", "local")):
+    for key, task, a, b in (
+        ("slope_sharing_b", "b", "local", "conv"),
+        ("slope_locality_a", "a", "fc", "local"),
+    ):
         sa, ua, da = loglog_slopes(cfg["ds"], *table[task][a][:2])
         sb, ub, db = loglog_slopes(cfg["ds"], *table[task][b][:2])
         v = stats.evaluate(CLAIMS[key], sa, sb, censored=ua, baseline_censored=ub)
@@ -570,15 +585,27 @@ def figure_scaling(run, cfg: dict, summary: dict) -> None:
             jitter = ds * (1 + 0.04 * (i - 1))
             for s in range(n.shape[0]):
                 ax.scatter(jitter[~cen[s]], n[s, ~cen[s]], color=COLOURS[arch], s=8, alpha=0.5)
-                ax.scatter(jitter[cen[s]], n[s, cen[s]], color=COLOURS[arch], s=14, marker="^",
-                           facecolors="none", alpha=0.7)
+                ax.scatter(
+                    jitter[cen[s]],
+                    n[s, cen[s]],
+                    color=COLOURS[arch],
+                    s=14,
+                    marker="^",
+                    facecolors="none",
+                    alpha=0.7,
+                )
             g = ne["geometric_mean"]
             est = np.array([v["estimate"] for v in g])
             lo = np.array([v["low"] for v in g])
             hi = np.array([np.nan if v["high"] is None else v["high"] for v in g])
             ax.plot(jitter, est, "-", color=COLOURS[arch], label=LABELS[arch])
-            ax.vlines(jitter, lo, np.where(np.isnan(hi), max(cfg["sizes"]) * 2, hi),
-                      color=COLOURS[arch], lw=1.5)
+            ax.vlines(
+                jitter,
+                lo,
+                np.where(np.isnan(hi), max(cfg["sizes"]) * 2, hi),
+                color=COLOURS[arch],
+                lw=1.5,
+            )
             sl = e["slopes"][arch]["interval"]
             ax.plot([], [], " ", label=f"  slope {common.fmt_ci(sl, '.2f')}")
         ax.set(xscale="log", yscale="log", xlabel="input length d", title=TASK_TITLES[task])
@@ -586,30 +613,50 @@ def figure_scaling(run, cfg: dict, summary: dict) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylabel(f"n(eps={eps}) (triangles: never reached, lower bound)")
-    fig.suptitle("Sample need vs input length: every seed, geometric mean and 95% interval", fontsize=10)
+    fig.suptitle(
+        "Sample need vs input length: every seed, geometric mean and 95% interval", fontsize=10
+    )
     run.save_figure(fig, "n_eps_vs_d.png")
 
 
 def table_from(cfg: dict, summary: dict) -> str:
     eps = f"{cfg['eps_claims']:g}"
-    headers = ["task", "net"] + [f"n(eps={eps}), d={d}" for d in cfg["ds"]] + [
-        "slope (log-log)",
-        "papers' order",
-    ]
+    headers = (
+        ["task", "net"]
+        + [f"n(eps={eps}), d={d}" for d in cfg["ds"]]
+        + [
+            "slope (log-log)",
+            "papers' order",
+        ]
+    )
     rows = []
     for task in ("a", "b"):
         e = summary[task]["by_eps"][eps]
         for arch in ARCHS:
             g = e["n_eps"][arch]["geometric_mean"]
             cells = [common.fmt_ci(v, ".3g") for v in g]
-            rows.append([task, arch, *cells, common.fmt_ci(e["slopes"][arch]["interval"], ".2f"),
-                         PAPER_ORDERS[arch].split(" (")[0]])
+            rows.append(
+                [
+                    task,
+                    arch,
+                    *cells,
+                    common.fmt_ci(e["slopes"][arch]["interval"], ".2f"),
+                    PAPER_ORDERS[arch].split(" (")[0],
+                ]
+            )
     for task in ("a", "b"):
         e = summary[task]["by_eps"][eps]
         for name, _, _ in RATIOS:
             cells = [common.fmt_ci(v, ".3g") for v in e["ratios"][name]]
-            rows.append([task, f"ratio {name}", *cells,
-                         common.fmt_ci(e["slope_differences"][name], ".2f") + " (diff.)", ""])
+            rows.append(
+                [
+                    task,
+                    f"ratio {name}",
+                    *cells,
+                    common.fmt_ci(e["slope_differences"][name], ".2f") + " (diff.)",
+                    "",
+                ]
+            )
     return common.markdown_table(headers, rows)
 
 

@@ -79,7 +79,10 @@ def test_report_links_tables_figures_and_claims(tiny_run):
             assert f"]({m['name']}/{fig})" in report
         for c in m["claims"]:
             assert c["claim"].replace("|", "\\|") in report
-    assert "| experiment | claim | rule (fixed before the run) | measured (95% interval) | verdict |" in report
+    assert (
+        "| experiment | claim | rule (fixed before the run) | measured (95% interval) | verdict |"
+        in report
+    )
 
 
 @pytest.mark.slow
@@ -167,8 +170,8 @@ def test_run_all_skips_missing_reports_failures(tmp_path, monkeypatch):
     report = (out / "REPORT.md").read_text()
     assert "| fake_missing | skipped (not written yet) |" in report
     assert "RuntimeError: boom at tiny size" in report
-    assert "| fake_ok | lines are straight | slope 1 | yes |" in report
-    assert "| fake_ok | more data helps | cannot tell | not decided at this size |" in report
+    assert "| fake_ok | lines are straight | exact check | slope 1 | holds |" in report
+    assert "| fake_ok | more data helps | exact check | cannot tell | undecided |" in report
     assert "![fake_ok: line.png](fake_ok/line.png)" in report
     with pytest.raises(SystemExit):
         run_all.main(["--only", "no_such_experiment", "--out", str(out)])

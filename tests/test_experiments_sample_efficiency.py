@@ -47,7 +47,9 @@ def test_loglog_slopes_and_censoring():
     cen[1, 0] = True  # censored at the smallest d: the slope could be smaller
     _, up, down = se.loglog_slopes(ds, n, cen)
     assert up.tolist() == [True, False] and down.tolist() == [False, True]
-    iv = se.slope_interval(np.array([1.0, 1.2, 0.9]), np.array([True, False, False]), np.zeros(3, bool))
+    iv = se.slope_interval(
+        np.array([1.0, 1.2, 0.9]), np.array([True, False, False]), np.zeros(3, bool)
+    )
     assert iv.censoring == "at_least" and math.isinf(iv.high) and math.isfinite(iv.low)
     iv = se.slope_interval(np.array([1.0, 1.2, 0.9]), np.zeros(3, bool), np.array([0, 1, 0], bool))
     assert iv.censoring == "at_most" and math.isinf(iv.low) and math.isfinite(iv.high)

@@ -247,9 +247,7 @@ def _check_motif(motif, k: int, fn: str = "local_pattern") -> tuple[int, ...]:
     try:
         values = tuple(np.asarray(motif).reshape(-1).tolist())
     except (TypeError, ValueError):
-        raise TypeError(
-            f"{fn}: `motif` must be a sequence of +-1, got {motif!r}."
-        ) from None
+        raise TypeError(f"{fn}: `motif` must be a sequence of +-1, got {motif!r}.") from None
     if np.ndim(motif) != 1 or len(values) != k or any(v not in (1, -1) for v in values):
         raise ValueError(
             f"{fn}: `motif` must be a sequence of {k} values, each +1 or -1 "
