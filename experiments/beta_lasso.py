@@ -38,6 +38,7 @@ input position and channel; position mass ``sum_c |W[:, i, c]|``):
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -155,9 +156,11 @@ def sets_for(cfg: dict, seeds, n: int, n_val: int = 0):
     return tuple(data.Dataset(ds.x[:half], ds.y[:half]) for ds in sets)
 
 
-def train_net(cfg, arch, seeds, train_set, test, lams, *, measure=True):
-    """``fit_many`` of ``arch`` for every (lam, seed) (runs ordered lam-major)."""
-    d, k, c = cfg["d"], cfg["k"], cfg["channels"]
+@functools.cache
+def _fns(arch: str, d: int, k: int, c: int, measure: bool, lr: float, beta: float):
+    """The net, its loss, eval and error functions and the optimizer factory of ``arch``:
+    the same objects for every call with these settings, so that ``fit_many`` reuses one
+    compiled block (e.g. across the pilot's sizes)."""
     net = se.model(arch, c, k)
     loss_fn, err_fn = se.losses_for(net)
     s = nn.structure(se.first_layer("fc", c, k), (d, CIN))
@@ -170,15 +173,29 @@ def train_net(cfg, arch, seeds, train_set, test, lams, *, measure=True):
             out = {**out, **first_layer_measures(params, s, k, window, CIN)}
         return out
 
+    def optimizer(h):
+        return train.beta_lasso(lr, h["lam"], beta)
+
+    return net, loss_fn, eval_fn, err_fn, optimizer, s, window
+
+
+def train_net(cfg, arch, seeds, train_set, test, lams, *, measure=True):
+    """``fit_many`` of ``arch`` for every (lam, seed) (runs ordered lam-major)."""
+    d, k, c = cfg["d"], cfg["k"], cfg["channels"]
+    net, loss_fn, eval_fn, err_fn, optimizer, s, window = _fns(
+        arch, d, k, c, measure, cfg["learning_rate"], cfg["beta"]
+    )
     init_keys, train_keys = se.run_keys(seeds)
     params0 = se.init_many(net, init_keys, (d, CIN))
     reps = len(lams)
-    tile = lambda t: jax.tree.map(lambda a: jnp.concatenate([a] * reps), t)  # noqa: E731
-    lr, beta = cfg["learning_rate"], cfg["beta"]
+
+    def tile(t):
+        return jax.tree.map(lambda a: jnp.concatenate([a] * reps), t)
+
     res = train.fit_many(
         loss_fn,
         tile(params0),
-        lambda h: train.beta_lasso(lr, h["lam"], beta),
+        optimizer,
         tile(train_set),
         jnp.concatenate([train_keys] * reps),
         steps=cfg["steps"],

@@ -2,7 +2,8 @@
 
 Protocol. A small CNN, ``Conv1D -> relu -> Conv1D -> relu -> flatten -> dense``, is
 trained with plain SGD on a local-pattern task (:func:`convjax.data.local_pattern`).
-At each relax time ``t_w`` (a log-spaced grid, dense where the CNN learns) its conv
+At each relax time ``t_w`` (a grid spaced by factors of about sqrt(2), rounded to multiples
+of the evaluation interval, dense where the CNN learns) its conv
 layers are replaced by their dense twins (:func:`convjax.nn.conv_to_dense`: tied
 weights copied, structural zeros explicit), which compute the same function (checked
 on the test set), and the resulting fully connected net (the eFCN) is trained on for
@@ -74,12 +75,13 @@ def config_for(size: str) -> dict:
         "lr": 0.2,
         "adam_lr": 1e-3,
         "batch_size": common.pick(size, tiny=16, quick=32, full=32),
+        # every t_w and the budget are multiples of eval_every (one compiled block)
         "eval_every": common.pick(size, tiny=5, quick=50, full=50),
         "t_w": common.pick(
             size,
             tiny=[0, 5, 10],
             quick=[0, 50, 100, 200, 400, 800, 1600, 3200],
-            full=[0, 50, 100, 141, 200, 283, 400, 566, 800, 1600, 3200],
+            full=[0, 50, 100, 150, 200, 300, 400, 550, 800, 1600, 3200],
         ),
         "fcn_steps": common.pick(size, tiny=10, quick=1000, full=3000),
         "fcn_eval_every": common.pick(size, tiny=5, quick=100, full=100),
@@ -205,16 +207,17 @@ def train_cnn(cfg, cnn_loss, cnn_eval, cnn_params, train_data, test_data, keys, 
     snapshots by step, the error curve and the per-seed error at each snapshot."""
     snapshots, hist_steps, hist_err = {0: cnn_params}, [], []
     params, done = cnn_params, 0
+    sgd = optax.sgd(cfg["lr"])  # one object: every segment reuses one compiled block
     for seg, end in enumerate([t for t in t_ws if t > 0] + [budget]):
         res = train.fit_many(
             cnn_loss,
             params,
-            optax.sgd(cfg["lr"]),
+            sgd,
             train_data,
             jax.vmap(lambda k, s=seg: jax.random.fold_in(k, 1 + s))(keys),
             steps=end - done,
             batch_size=cfg["batch_size"],
-            eval_every=min(cfg["eval_every"], end - done),
+            eval_every=cfg["eval_every"],
             eval_fn=cnn_eval,
             eval_data=test_data,
             progress=False,

@@ -67,9 +67,11 @@ def test_metrics_schema_numbers_and_claims(tiny):
     assert cfg == experiment.config_for("tiny")
     for name in experiment.DATASETS:
         n = numbers[name]
-        for key in ("final_test_acc", "mean_ipr", "frac_localised_units"):
+        for key in ("final_test_acc", "mean_ipr", "frac_localised_units_per_seed"):
             assert CI <= set(n[key]) and n[key]["n"] == 3
         assert n["seeds_localised"]["method"] == "clopper-pearson"
+        assert n["units_localised"]["method"] == "clopper-pearson"
+        assert n["units_localised"]["n"] == 3 * cfg["hidden"]
         assert np.shape(n["unit_ipr_per_seed"]) == (3, cfg["hidden"])
         assert len(n["curve_mean_ipr_per_seed"][0]) == len(numbers["step"])
     sens = numbers["sensitivity"]["cells"]
