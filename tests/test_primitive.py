@@ -248,3 +248,36 @@ def test_explicit_algorithms_keep_their_own_autodiff():
             jax.make_jaxpr(jax.grad(lambda w, a=algorithm: jnp.sum(conv1d(x, w, algorithm=a))))(w)
         )
         assert "convjax_conv" not in jaxpr
+
+
+@pytest.mark.parametrize(
+    "shapes, options",
+    [
+        (((50, 1), (3, 1, 1)), dict(padding="full", flip=True)),  # one signal
+        (((4, 30, 3), (5, 1, 6)), dict(groups=3, stride=2, dilation=2, padding="same")),
+        (((4, 30, 1), (5, 1, 8)), dict(padding="same")),  # a first layer
+    ],
+)
+def test_short_filters_with_one_input_channel_take_the_weight_gradient_by_taps(shapes, options):
+    """``cig == 1`` and ``E < 64``: the weight gradient is K contractions (no
+    convolution, no FFT), inside a scan too; the forward pass and the input gradient
+    stay forward convolutions (or fused multiply-adds)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the loop-safe rules are the CPU route")
+    rng = np.random.default_rng(3)
+    x, w = (rng.standard_normal(s) for s in shapes)
+
+    def loss(x, w):
+        return jnp.sum(jnp.tanh(conv1d(x, w, **options)))
+
+    jaxpr = jax.make_jaxpr(jax.grad(loss, 1))(x, w)
+    prims = [e.primitive.name for e in jaxpr.jaxpr.eqns]
+    assert prims.count("convjax_conv") == 1  # only the forward pass: dw needs no conv
+    assert "dot_general" in prims and "fft" not in prims
+    text = jax.jit(jax.grad(loss, (0, 1))).lower(x, w).as_text()
+    assert "stablehlo.fft" not in text
+    got = jax.grad(loss, (0, 1))(x, w)
+    want = jax.grad(
+        lambda x, w: jnp.sum(jnp.tanh(conv1d(x, w, algorithm="xla", **options))), (0, 1)
+    )(x, w)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-12)

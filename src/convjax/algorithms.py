@@ -102,7 +102,7 @@ def _zero_pad(x, spec: Spec):
     return jnp.pad(x, ((0, 0), (spec.pad_lo, spec.pad_hi), (0, 0)))
 
 
-def _tap(xp, k: int, spec: Spec):
+def tap(xp, k: int, spec: Spec):
     """``(B, Lout, Cin)``: the input positions read by tap ``k``."""
     start = k * spec.dilation
     stop = start + (spec.out_length - 1) * spec.stride + 1
@@ -152,7 +152,7 @@ def conv_direct(x, w, spec: Spec, precision):
     B, lout = xp.shape[0], spec.out_length
     y = None
     for k in range(K):
-        xk = _tap(xp, k, spec).reshape(B, lout, g, cig)
+        xk = tap(xp, k, spec).reshape(B, lout, g, cig)
         wk = w[k].reshape(cig, g, cog)
         if cig == 1:
             term = xk * wk.reshape(1, 1, g, cog)
@@ -175,9 +175,9 @@ def conv_matmul(x, w, spec: Spec, precision):
     cog = cout // g
     B, lout = xp.shape[0], spec.out_length
     if g == 1:
-        patches = jnp.concatenate([_tap(xp, k, spec) for k in range(K)], axis=-1)
+        patches = jnp.concatenate([tap(xp, k, spec) for k in range(K)], axis=-1)
         return jnp.einsum("blk,kc->blc", patches, w.reshape(K * cig, cout), precision=precision)
-    taps = [_tap(xp, k, spec).reshape(B, lout, g, 1, cig) for k in range(K)]
+    taps = [tap(xp, k, spec).reshape(B, lout, g, 1, cig) for k in range(K)]
     patches = jnp.concatenate(taps, axis=3)  # (B, Lout, g, K, cig)
     wg = w.reshape(K, cig, g, cog)
     y = jnp.einsum("blgka,kagc->blgc", patches, wg, precision=precision)
@@ -226,26 +226,43 @@ def fft_plan(padded_length: int, effective_kernel: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
+def _count_dtype(most: int):
+    """The narrowest unsigned type whose wrap-around differences count up to ``most``."""
+    for dtype in (jnp.uint8, jnp.uint16):
+        if most <= jnp.iinfo(dtype).max:
+            return dtype
+    return jnp.uint32
+
+
 def reads_nonfinite(x, K: int, spec: Spec):
     """``(B, Lout, groups)`` bool: whether output ``o`` of group ``h`` reads a NaN or
     infinity of ``x`` (``(B, L, Cin)``) through any of its ``K`` taps, i.e. whether
     its receptive field holds one. Exact integer counts: without dilation a
     cumulative sum read at the window ends; with dilation the sum of the K taps.
-    Linear in the input length."""
+    Linear in the input length.
+
+    The counts are kept in the narrowest unsigned type that holds ``K`` (``uint8``
+    for ``K <= 255``): a window count is at most ``K``, and the difference of two
+    cumulative sums taken modulo ``2**bits`` equals the true count whenever the
+    count is below ``2**bits``, so wrap-around is harmless. This keeps the mask's
+    working memory a quarter of the input's (float32) or less, part of the memory
+    bound of ``docs/speed.md``.
+    """
     B, _, cin = x.shape
     g, d, s = spec.groups, spec.dilation, spec.stride
+    cdt = _count_dtype(K)
     bad = jnp.any(~jnp.isfinite(x).reshape(B, -1, g, cin // g), axis=-1)
-    bad = _zero_pad(bad.astype(jnp.int32), spec)  # (B, Lp, g)
+    bad = _zero_pad(bad.astype(cdt), spec)  # (B, Lp, g)
     lout = spec.out_length
     if d == 1:
-        c = jnp.pad(jnp.cumsum(bad, axis=1), ((0, 0), (1, 0), (0, 0)))
+        c = jnp.pad(jax.lax.cumsum(bad, axis=1), ((0, 0), (1, 0), (0, 0)))
         hi = jax.lax.slice_in_dim(c, K, K + (lout - 1) * s + 1, stride=s, axis=1)
         lo = jax.lax.slice_in_dim(c, 0, (lout - 1) * s + 1, stride=s, axis=1)
-        return (hi - lo) > 0
-    total = _tap(bad, 0, spec)
+        return (hi - lo) != 0
+    total = tap(bad, 0, spec)
     for k in range(1, K):
-        total = total + _tap(bad, k, spec)
-    return total > 0
+        total = total + tap(bad, k, spec)
+    return total != 0
 
 
 @_with_compute_dtype
@@ -257,6 +274,18 @@ def conv_fft(x, w, spec: Spec, precision):
     NaN (:func:`reads_nonfinite`; XLA may give ``+-inf`` there). A non-finite filter
     entry makes every output NaN, as every output reads every tap.
     """
+    return jax.lax.cond(
+        jnp.all(jnp.isfinite(x)),
+        lambda x, w: _fft_finite(x, w, spec, precision),
+        lambda x, w: _fft_masked(x, w, spec, precision),
+        x,
+        w,
+    )
+
+
+def _fft_masked(x, w, spec: Spec, precision):
+    """The FFT route for an input holding NaN or infinity: zeros in their place, NaN
+    at the outputs whose receptive field holds one."""
     bad = reads_nonfinite(x, w.shape[0], spec)
     x = jnp.where(jnp.isfinite(x), x, jnp.zeros((), x.dtype))
     y = _fft_finite(x, w, spec, precision)
@@ -341,6 +370,35 @@ def platform_of(x) -> str:
     else:
         platform = jax.default_backend()
     return "gpu" if platform in ("cuda", "rocm", "gpu") else platform
+
+
+#: The weight-gradient route of CNN layers (more than one input channel per group) on
+#: CPU: ``"conv"`` (one forward convolution with the roles exchanged, see
+#: :mod:`convjax.primitive`) or ``"taps"`` (one matmul per tap).
+CNN_WEIGHT_GRADIENT = "conv"
+
+
+def weight_gradient_route(kernel_size: int, cig: int, dilation: int) -> str:
+    """How the loop-safe rules of :mod:`convjax.primitive` compute a weight gradient.
+
+    ``"taps"``: one contraction per tap of the strided input slice with the cotangent
+    (``K`` dot products for one channel pair; ``O(K * B * Lout * cig * cog)`` work,
+    like the forward pass). ``"conv"``: one forward convolution with the roles of input
+    and filter exchanged, whose ``Lout``-long "filter" makes its own ``"auto"`` choice
+    (the FFT for one channel pair, ``O(L log L)`` whatever ``K``).
+
+    Rule, with ``E = dilation * (K - 1) + 1``: one input channel per group
+    (``cig == 1``: signals, depthwise and first layers) ``"taps"`` for ``E < 64``, else
+    ``"conv"``; CNN layers (``cig > 1``) :data:`CNN_WEIGHT_GRADIENT`.
+
+    Example:
+      >>> weight_gradient_route(3, 1, 1), weight_gradient_route(255, 1, 1)
+      ('taps', 'conv')
+    """
+    e = dilation * (kernel_size - 1) + 1
+    if cig == 1:
+        return "taps" if e < 64 else "conv"
+    return CNN_WEIGHT_GRADIENT
 
 
 def choose(

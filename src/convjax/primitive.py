@@ -139,9 +139,43 @@ def _input_gradient(g, x, w, *, spec, precision, algorithm):
 
 
 def _weight_gradient(g, x, w, *, spec, precision, algorithm):
-    """Transpose in ``w``: ``(B, Lout, Cout)`` -> ``(K, Cin/g, Cout)``."""
+    """Transpose in ``w``: ``(B, Lout, Cout)`` -> ``(K, Cin/g, Cout)``, by the route
+    :func:`convjax.algorithms.weight_gradient_route` picks for the shapes."""
     del algorithm
     K, cig, cout = w.aval.shape
+    route = _alg.weight_gradient_route(K, cig, spec.dilation)
+    if route == "taps":
+        return _weight_gradient_taps(g, x, K, cig, spec, precision)
+    return _weight_gradient_conv(g, x, K, cig, cout, spec, precision)
+
+
+def _weight_gradient_taps(g, x, K, cig, spec, precision):
+    """``dw[k, a, h*cog+c] = sum_{b,o} xp[b, o*s + k*d, h*cig+a] g[b, o, h*cog+c]`` as
+    one contraction per tap: the tap's strided slice of the padded input against the
+    cotangent, over the batch and output positions (a dot product per channel pair for
+    one channel, a ``(cig, B*Lout) @ (B*Lout, cog)`` matmul per group otherwise). Its
+    own derivatives are slices, pads and ``dot_general`` s, all loop-safe."""
+    B, lout = g.shape[0], spec.out_length
+    grp = spec.groups
+    cog = g.shape[-1] // grp
+    cdt = _alg.compute_dtype(g.dtype)
+    xp = jnp.pad(x, ((0, 0), (spec.pad_lo, spec.pad_hi), (0, 0))).astype(cdt)
+    gg = g.reshape(B, lout, grp, cog).astype(cdt)
+    taps = [
+        jnp.einsum(
+            "blha,blhc->ahc",
+            _alg.tap(xp, k, spec).reshape(B, lout, grp, cig),
+            gg,
+            precision=precision,
+        )
+        for k in range(K)
+    ]
+    return jnp.stack(taps).reshape(K, cig, grp * cog).astype(g.dtype)
+
+
+def _weight_gradient_conv(g, x, K, cig, cout, spec, precision):
+    """The weight gradient as one forward ``conv_p`` with the roles exchanged (see
+    the module docstring): for long filters, where it runs by the FFT."""
     B, _, cin = x.shape
     grp = spec.groups
     xp = jnp.pad(x, ((0, 0), (spec.pad_lo, spec.pad_hi), (0, 0)))
