@@ -86,8 +86,8 @@ def settings(size: str) -> dict:
         "lams": common.pick(
             size,
             tiny=[0.0, 2e-3],
-            quick=[0.0, 3e-4, 1e-3, 3e-3],
-            full=[0.0, 1e-4, 3e-4, 1e-3, 3e-3],
+            quick=[0.0, 3e-4, 1e-3, 3e-3, 1e-2],
+            full=[0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
         ),
         "lam_selection": "lam > 0 with the lowest mean validation error",
         "optimizer": "beta_lasso (lam = 0: plain SGD), minibatches",
