@@ -331,7 +331,8 @@ def verdict_claim(verdict: stats.Verdict, measured: str = "") -> dict:
     if not isinstance(verdict, stats.Verdict):
         raise TypeError(f"verdict_claim: `verdict` must be a stats.Verdict, got {verdict!r}.")
     c, iv = verdict.claim, verdict.interval
-    head = f"{c.statistic} of {c.quantity} = {iv.format()} ({iv.level:.0%} {iv.method}, n={iv.n})"
+    level = f"{100 * iv.level:.10g}%"  # 95%, 99.5% (a Bonferroni level), never rounded up
+    head = f"{c.statistic} of {c.quantity} = {iv.format()} ({level} {iv.method}, n={iv.n})"
     return {
         "claim": c.name,
         "measured": head + (f"; {measured}" if measured else ""),
