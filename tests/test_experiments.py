@@ -238,9 +238,10 @@ def test_markdown_table_and_claims():
         assert row["rule"] == "mean < 1" and row["measured"].endswith("; context")
         assert set(row["interval"]) >= {"estimate", "low", "high", "level", "method", "n"}
     strict = stats.Claim("lower than 1", "x", "mean", "below", 1.0, level=0.995)
-    assert "(99.5% t, n=3)" in common.verdict_claim(stats.evaluate(strict, [0.1, 0.2, 0.15]))[
-        "measured"
-    ]
+    assert (
+        "(99.5% t, n=3)"
+        in common.verdict_claim(stats.evaluate(strict, [0.1, 0.2, 0.15]))["measured"]
+    )
     d = common.ci([1.0, 2.0, 3.0, 4.0])
     assert common.fmt_ci(d) == "2.5 [0.446, 4.55]"
     d = common.ci([1.0, 2.0, 3.0], censored=[False, True, False])
