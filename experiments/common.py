@@ -8,9 +8,13 @@ Every experiment is a script ``experiments/<name>.py`` with ``main(argv) -> dict
         ...                                   # compute, vmapped over common.seed_keys(run.seeds)
         run.save_figure(fig, "curve.png")     # PNG under results/<name>/
         return run.finish(
-            config={...}, numbers={...}, table=common.markdown_table(headers, rows),
-            claims=[common.claim("what the paper says", "what we measured", holds)],
+            config={...}, numbers={"err": common.ci(per_seed)},  # mean, 95% interval
+            table=common.markdown_table(headers, rows),
+            claims=[common.verdict_claim(stats.evaluate(CLAIM, values, baseline))],
         )
+
+with ``CLAIM`` a :class:`convjax.stats.Claim` fixed in the script before the run (its
+rule, threshold and baseline); exact checks use :func:`claim` instead.
 
 ``run.finish`` writes ``<out>/<name>/metrics.json`` (schema: :data:`METRICS_KEYS`),
 prints the table and returns the metrics dict, which ``run_all.py`` turns into
@@ -251,33 +255,6 @@ def seed_keys(seeds: Sequence[int]):
     """One PRNG key per seed, stacked: a key array of shape ``(len(seeds),)`` to
     ``jax.vmap`` over."""
     return jax.vmap(jax.random.key)(np.asarray(list(seeds), dtype=np.uint32))
-
-
-def mean_std(values, axis: int = 0) -> dict:
-    """Mean and spread over seeds (along ``axis``).
-
-    Returns:
-      dict with ``mean``, ``std`` (sample standard deviation, ``ddof=1``; 0 for a
-      single seed), ``min``, ``max`` (each of the shape of ``values`` without
-      ``axis``, as floats or nested lists) and ``n`` (number of seeds).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    n = v.shape[axis]
-    std = v.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(v.mean(axis=axis))
-    return to_jsonable(
-        {
-            "mean": v.mean(axis=axis),
-            "std": std,
-            "min": v.min(axis=axis),
-            "max": v.max(axis=axis),
-            "n": n,
-        }
-    )
-
-
-def fmt_mean_std(stats: dict, fmt: str = ".3g") -> str:
-    """``"0.123 ± 0.004"`` from a scalar :func:`mean_std` result."""
-    return f"{stats['mean']:{fmt}} ± {stats['std']:{fmt}}"
 
 
 # ---- tables, claims, JSON -----------------------------------------------------------

@@ -195,17 +195,6 @@ def test_parser_sizes_and_seeds():
     assert common.pick("quick", tiny=1, quick=2, full=3) == 2
 
 
-def test_mean_std_matches_numpy():
-    v = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 7.0]])
-    s = common.mean_std(v)
-    np.testing.assert_allclose(s["mean"], v.mean(0))
-    np.testing.assert_allclose(s["std"], v.std(0, ddof=1))
-    assert s["min"] == [1.0, 2.0] and s["max"] == [5.0, 7.0] and s["n"] == 3
-    one = common.mean_std([2.5])
-    assert one == {"mean": 2.5, "std": 0.0, "min": 2.5, "max": 2.5, "n": 1}
-    assert common.fmt_mean_std(common.mean_std([1.0, 3.0])) == "2 ± 1.41"
-
-
 def test_seed_keys_vmap():
     keys = common.seed_keys([0, 1, 2])
     assert keys.shape == (3,)
