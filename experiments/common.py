@@ -8,9 +8,13 @@ Every experiment is a script ``experiments/<name>.py`` with ``main(argv) -> dict
         ...                                   # compute, vmapped over common.seed_keys(run.seeds)
         run.save_figure(fig, "curve.png")     # PNG under results/<name>/
         return run.finish(
-            config={...}, numbers={...}, table=common.markdown_table(headers, rows),
-            claims=[common.claim("what the paper says", "what we measured", holds)],
+            config={...}, numbers={"err": common.ci(per_seed)},  # mean, 95% interval
+            table=common.markdown_table(headers, rows),
+            claims=[common.verdict_claim(stats.evaluate(CLAIM, values, baseline))],
         )
+
+with ``CLAIM`` a :class:`convjax.stats.Claim` fixed in the script before the run (its
+rule, threshold and baseline); exact checks use :func:`claim` instead.
 
 ``run.finish`` writes ``<out>/<name>/metrics.json`` (schema: :data:`METRICS_KEYS`),
 prints the table and returns the metrics dict, which ``run_all.py`` turns into
@@ -41,6 +45,7 @@ import jax
 import numpy as np
 
 import convjax
+from convjax import stats
 
 #: Keys of every ``metrics.json`` (and of the dict ``main`` returns).
 METRICS_KEYS = (
@@ -61,10 +66,19 @@ METRICS_KEYS = (
     "wall_time_s",
 )
 
-#: Keys of each entry of ``metrics["claims"]``.
-CLAIM_KEYS = ("claim", "measured", "holds")
+#: Keys of each entry of ``metrics["claims"]``: the claim, what was measured (the
+#: estimate and its interval), ``holds`` (True / False / None for undecided), the
+#: ``verdict`` (one of ``convjax.stats.VERDICTS``), the ``rule`` fixed before the run
+#: and the ``interval`` it was decided on (``convjax.stats.Interval.as_dict()``; None
+#: for an exact check).
+CLAIM_KEYS = ("claim", "measured", "holds", "verdict", "rule", "interval")
+_HOLDS = {"holds": True, "fails": False, "undecided": None}
 
 SIZES = ("tiny", "quick", "full")
+
+#: Seeds per arm when ``--seeds`` is not given: at least 10 in the full run (each seed
+#: its own draw of training and test data), fewer in quick (still with intervals).
+DEFAULT_SEEDS = {"tiny": 3, "quick": 5, "full": 10}
 
 
 # ---- arguments -------------------------------------------------------------------
@@ -76,7 +90,7 @@ def make_parser(description: str | None) -> argparse.ArgumentParser:
     ``--quick``: the README's main command (all experiments together under 10
     minutes on 2 CPU cores). ``--tiny``: seconds, for the tests (implies quick).
     ``--out``: results folder (default ``results``). ``--seeds``: number of seeds,
-    ``0 .. seeds-1`` (default 3).
+    ``0 .. seeds-1`` (default :data:`DEFAULT_SEEDS` by size).
     """
     first = (description or "").strip().splitlines()
     parser = argparse.ArgumentParser(description=first[0] if first else None)
@@ -90,7 +104,10 @@ def make_parser(description: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="results", help="results folder (default: results)")
     parser.add_argument(
-        "--seeds", type=_positive_int, default=3, help="number of seeds 0..N-1 (default: 3)"
+        "--seeds",
+        type=_positive_int,
+        default=None,
+        help="number of seeds 0..N-1 (default by size: " + str(DEFAULT_SEEDS) + ")",
     )
     return parser
 
@@ -223,7 +240,7 @@ def start_run(name: str, args: argparse.Namespace, *, description: str | None = 
         description=(description or "").strip().splitlines()[0] if description else name,
         out_root=out_root,
         size=size_of(args),
-        seeds=tuple(range(args.seeds)),
+        seeds=tuple(range(args.seeds or DEFAULT_SEEDS[size_of(args)])),
         started=time.perf_counter(),
         started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
@@ -238,33 +255,6 @@ def seed_keys(seeds: Sequence[int]):
     """One PRNG key per seed, stacked: a key array of shape ``(len(seeds),)`` to
     ``jax.vmap`` over."""
     return jax.vmap(jax.random.key)(np.asarray(list(seeds), dtype=np.uint32))
-
-
-def mean_std(values, axis: int = 0) -> dict:
-    """Mean and spread over seeds (along ``axis``).
-
-    Returns:
-      dict with ``mean``, ``std`` (sample standard deviation, ``ddof=1``; 0 for a
-      single seed), ``min``, ``max`` (each of the shape of ``values`` without
-      ``axis``, as floats or nested lists) and ``n`` (number of seeds).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    n = v.shape[axis]
-    std = v.std(axis=axis, ddof=1) if n > 1 else np.zeros_like(v.mean(axis=axis))
-    return to_jsonable(
-        {
-            "mean": v.mean(axis=axis),
-            "std": std,
-            "min": v.min(axis=axis),
-            "max": v.max(axis=axis),
-            "n": n,
-        }
-    )
-
-
-def fmt_mean_std(stats: dict, fmt: str = ".3g") -> str:
-    """``"0.123 ± 0.004"`` from a scalar :func:`mean_std` result."""
-    return f"{stats['mean']:{fmt}} ± {stats['std']:{fmt}}"
 
 
 # ---- tables, claims, JSON -----------------------------------------------------------
@@ -289,21 +279,97 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence], *, fmt: str
     return "\n".join(lines)
 
 
-def claim(text: str, measured: str, holds: bool | None) -> dict:
-    """One row of the report's "claims vs what we measured" section.
+def claim(text: str, measured: str, holds: bool | None, *, rule: str = "exact check") -> dict:
+    """A claim decided by an exact check (no sampling variance: a property of the
+    library, e.g. "the embedding reproduces the outputs"), not by an interval.
 
     Args:
-      text: the claim (from the paper, or what the library promises).
+      text: the claim.
       measured: what this run measured, with the numbers.
       holds: ``True`` / ``False``, or ``None`` where this size cannot tell.
+      rule: the check, in words.
     """
     if holds is not None and not isinstance(holds, (bool, np.bool_)):
         raise TypeError(f"claim: `holds` must be True, False or None, got {holds!r}.")
+    verdict = "undecided" if holds is None else ("holds" if holds else "fails")
     return {
         "claim": str(text),
         "measured": str(measured),
         "holds": None if holds is None else bool(holds),
+        "verdict": verdict,
+        "rule": str(rule),
+        "interval": None,
     }
+
+
+def verdict_claim(verdict: stats.Verdict, measured: str = "") -> dict:
+    """A claim decided by :func:`convjax.stats.evaluate`: the rule fixed in code, the
+    interval, the verdict (holds / fails / undecided), and ``measured`` as context."""
+    if not isinstance(verdict, stats.Verdict):
+        raise TypeError(f"verdict_claim: `verdict` must be a stats.Verdict, got {verdict!r}.")
+    c, iv = verdict.claim, verdict.interval
+    level = f"{100 * iv.level:.10g}%"  # 95%, 99.5% (a Bonferroni level), never rounded up
+    head = f"{c.statistic} of {c.quantity} = {iv.format()} ({level} {iv.method}, n={iv.n})"
+    return {
+        "claim": c.name,
+        "measured": head + (f"; {measured}" if measured else ""),
+        "holds": _HOLDS[verdict.verdict],
+        "verdict": verdict.verdict,
+        "rule": f"{c.statistic} {c.rule()}",
+        "interval": to_jsonable(iv.as_dict()),
+    }
+
+
+def ci(values, *, censored=None, axis: int = 0) -> dict:
+    """Mean over seeds (along ``axis``) with its 95% t-interval, JSON-able:
+    ``{"estimate", "low", "high", "n", "censoring"}`` (arrays for N-D values)."""
+    v = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
+    c = None if censored is None else np.moveaxis(np.asarray(censored, bool), axis, 0)
+    iv = stats.mean_interval(v, censored=c)
+    return to_jsonable(
+        {
+            "estimate": iv.estimate,
+            "low": iv.low,
+            "high": iv.high,
+            "n": iv.n,
+            "censoring": iv.censoring,
+        }
+    )
+
+
+def interval_dict(iv: stats.Interval) -> dict:
+    """An :class:`convjax.stats.Interval` as the JSON-able dict :func:`ci` returns."""
+    return to_jsonable(
+        {
+            "estimate": iv.estimate,
+            "low": iv.low,
+            "high": iv.high,
+            "n": iv.n,
+            "censoring": iv.censoring,
+            "method": iv.method,
+        }
+    )
+
+
+def fmt_ci(d: dict, fmt: str = ".3g") -> str:
+    """``"0.123 [0.101, 0.145]"`` from a scalar :func:`ci` dict; ``None`` ends (infinite,
+    from censoring) print as ``∞``; ``≥`` marks an estimate that is a lower bound."""
+    lo = "(-∞" if d["low"] is None else f"[{d['low']:{fmt}}"
+    hi = "∞)" if d["high"] is None else f"{d['high']:{fmt}}]"
+    pre = {"at_least": "≥ ", "at_most": "≤ "}.get(d.get("censoring", "none"), "")
+    est = "?" if d["estimate"] is None else f"{d['estimate']:{fmt}}"
+    return f"{pre}{est} {lo}, {hi}"
+
+
+def ci_at(d: dict, index) -> dict:
+    """The scalar :func:`ci` dict of element ``index`` of an array-valued one."""
+    out = {}
+    for k, v in d.items():
+        if k in ("estimate", "low", "high", "censoring") and isinstance(v, list):
+            for i in index if isinstance(index, tuple) else (index,):
+                v = v[i]
+        out[k] = v
+    return out
 
 
 def to_jsonable(obj):
@@ -364,6 +430,11 @@ def check_metrics(metrics: dict) -> None:
     for c in metrics["claims"]:
         if not isinstance(c, dict) or tuple(sorted(c)) != tuple(sorted(CLAIM_KEYS)):
             raise ValueError(f"check_metrics: each claim needs the keys {CLAIM_KEYS}, got {c!r}.")
+        if c["verdict"] not in stats.VERDICTS or _HOLDS[c["verdict"]] != c["holds"]:
+            raise ValueError(
+                f"check_metrics: claim verdict {c['verdict']!r} must be one of "
+                f"{stats.VERDICTS} and agree with holds={c['holds']!r}."
+            )
     if not all(isinstance(f, str) and f.endswith(".png") for f in metrics["figures"]):
         raise ValueError(
             f"check_metrics: `figures` must be PNG file names, got {metrics['figures']!r}."

@@ -11,7 +11,7 @@ backward pass summing each of the 9 weights over its 4 tied copies.
 Everything is float32 with HIGHEST precision. Every value is a small integer, so
 the forward comparisons are exact; the gradient through XLA's convolution is
 compared within a written-out float32 tolerance (``GRAD_RTOL``), since XLA's CPU
-backward convolution rounds (8 comes back as 7.999999); the gradient through the
+backward convolution may round (an earlier engine gave 7.999999 for 8); the gradient through the
 dense algorithm (``algorithm="dense"``) is recorded next to it. The run is
 deterministic: the seeds are recorded but not used.
 """

@@ -430,3 +430,61 @@ def test_nlgp_errors(kwargs, exc, match):
         data.nlgp(KEY, 4, **args)
     with pytest.raises(exc, match=match.replace("nlgp:", "nlgp_clone:")):
         data.nlgp_clone(KEY, 4, **args)
+
+
+# ---- marked_pattern: pattern-only task with a position marker -------------------------
+
+marked_pattern = jax.jit(
+    data.marked_pattern, static_argnames=("n", "d", "k", "position", "start", "rule", "dtype")
+)
+
+
+@pytest.mark.parametrize("position", ["fixed", "random"])
+def test_marked_pattern_marker_label_and_marginals(position):
+    """The marker is exactly the window, the label is the parity of the marked signs
+    (numpy), every sign is fair at every position (window included), the marker's start
+    is independent of the label, and channel 0 equals local_pattern with noise=1.
+    Tolerances: 5 binomial standard deviations."""
+    n, d, k = 16000, 10, 3
+    x, y = marked_pattern(jax.random.key(3), n, d=d, k=k, position=position)
+    x, y = np.asarray(x), np.asarray(y)
+    signs, marker = x[:, :, 0], x[:, :, 1]
+    assert x.shape == (n, d, 2) and set(np.unique(signs)) == {-1.0, 1.0}
+    assert set(np.unique(marker)) <= {0.0, 1.0} and np.all(marker.sum(1) == k)
+    starts = marker.argmax(1)
+    rows = np.arange(n)[:, None]
+    assert np.all(marker[rows, starts[:, None] + np.arange(k)] == 1)
+    window = signs[rows, starts[:, None] + np.arange(k)]
+    np.testing.assert_array_equal(np.sum(window < 0, axis=1) % 2, y)
+    # every position, the window's too, is a fair sign (the marginal of the background)
+    frac = (signs > 0).mean(axis=0)
+    assert np.all(np.abs(frac - 0.5) <= 5 * np.sqrt(0.25 / n))
+    # any k-1 window positions are uniform too: no sub-pattern carries the label
+    for c in (0, 1):
+        pairs = (window[y == c, 0] > 0) * 2 + (window[y == c, 1] > 0)
+        m = pairs.size
+        assert np.all(np.abs(np.bincount(pairs, minlength=4) - m / 4) <= 5 * np.sqrt(m * 3 / 16))
+    if position == "random":  # the start does not depend on the label
+        for c in (0, 1):
+            cnt = np.bincount(starts[y == c], minlength=d - k + 1)
+            m, p = (y == c).sum(), 1 / (d - k + 1)
+            assert np.all(np.abs(cnt - m * p) <= 5 * np.sqrt(m * p * (1 - p)))
+    else:
+        assert np.all(starts == (d - k) // 2)
+    ref = local_pattern(jax.random.key(3), n, d=d, k=k, position=position, noise=1.0 - 1e-7)
+    np.testing.assert_array_equal(np.sign(np.asarray(ref.x[:, :, 0])), signs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        (dict(d=3, k=4), ValueError, r"marked_pattern: the window `k`=4 must fit"),
+        (dict(d=8, k=3, position="random", start=1), ValueError, r"marked_pattern: `start`"),
+        (dict(d=8, k=3, position="middle"), ValueError, r"marked_pattern: `position`"),
+        (dict(d=8, k=3, dtype=jnp.int32), TypeError, r"marked_pattern: `dtype`"),
+        (dict(d=8, k=3, rule="motif", motif=(1, 2, 1)), ValueError, r"marked_pattern: `motif`"),
+    ],
+)
+def test_marked_pattern_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        data.marked_pattern(KEY, 4, **kwargs)

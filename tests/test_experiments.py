@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
+from convjax import stats
+
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 
@@ -78,7 +80,10 @@ def test_report_links_tables_figures_and_claims(tiny_run):
             assert f"]({m['name']}/{fig})" in report
         for c in m["claims"]:
             assert c["claim"].replace("|", "\\|") in report
-    assert "| experiment | claim | measured | holds here? |" in report
+    assert (
+        "| experiment | claim | rule (fixed before the run) | measured (95% interval) | verdict |"
+        in report
+    )
 
 
 @pytest.mark.slow
@@ -134,6 +139,7 @@ def test_seed_walkthrough_facts(tiny_run):
 
 FAKE_OK = '''"""Fake experiment: writes one figure and one number."""
 import common
+from convjax import stats
 import matplotlib.pyplot as plt
 
 
@@ -176,8 +182,8 @@ def test_run_all_skips_missing_reports_failures(tmp_path, monkeypatch):
     report = (out / "REPORT.md").read_text()
     assert "| fake_missing | skipped (not written yet) |" in report
     assert "RuntimeError: boom at tiny size" in report
-    assert "| fake_ok | lines are straight | slope 1 | yes |" in report
-    assert "| fake_ok | more data helps | cannot tell | not decided at this size |" in report
+    assert "| fake_ok | lines are straight | exact check | slope 1 | holds |" in report
+    assert "| fake_ok | more data helps | exact check | cannot tell | undecided |" in report
     assert "![fake_ok: line.png](fake_ok/line.png)" in report
     with pytest.raises(SystemExit):
         run_all.main(["--only", "no_such_experiment", "--out", str(out)])
@@ -189,7 +195,8 @@ def test_run_all_skips_missing_reports_failures(tmp_path, monkeypatch):
 def test_parser_sizes_and_seeds():
     p = common.make_parser("Title line.\n\nMore.")
     a = p.parse_args([])
-    assert (a.quick, a.tiny, a.out, a.seeds) == (False, False, "results", 3)
+    assert (a.quick, a.tiny, a.out, a.seeds) == (False, False, "results", None)
+    assert common.DEFAULT_SEEDS["full"] >= 10
     assert common.size_of(a) == "full"
     assert common.size_of(p.parse_args(["--quick"])) == "quick"
     assert common.size_of(p.parse_args(["--tiny"])) == "tiny"
@@ -198,17 +205,6 @@ def test_parser_sizes_and_seeds():
     with pytest.raises(SystemExit):
         p.parse_args(["--seeds", "0"])
     assert common.pick("quick", tiny=1, quick=2, full=3) == 2
-
-
-def test_mean_std_matches_numpy():
-    v = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 7.0]])
-    s = common.mean_std(v)
-    np.testing.assert_allclose(s["mean"], v.mean(0))
-    np.testing.assert_allclose(s["std"], v.std(0, ddof=1))
-    assert s["min"] == [1.0, 2.0] and s["max"] == [5.0, 7.0] and s["n"] == 3
-    one = common.mean_std([2.5])
-    assert one == {"mean": 2.5, "std": 0.0, "min": 2.5, "max": 2.5, "n": 1}
-    assert common.fmt_mean_std(common.mean_std([1.0, 3.0])) == "2 ± 1.41"
 
 
 def test_seed_keys_vmap():
@@ -223,7 +219,34 @@ def test_markdown_table_and_claims():
     assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.123 |", "| x\\|y | None |"]
     with pytest.raises(ValueError, match=r"markdown_table: row 0 has 1 cells, expected 2"):
         common.markdown_table(["a", "b"], [[1]])
-    assert common.claim("c", "m", np.bool_(True)) == {"claim": "c", "measured": "m", "holds": True}
+    assert common.claim("c", "m", np.bool_(True)) == {
+        "claim": "c",
+        "measured": "m",
+        "holds": True,
+        "verdict": "holds",
+        "rule": "exact check",
+        "interval": None,
+    }
+    assert common.claim("c", "m", None)["verdict"] == "undecided"
+    c = stats.Claim("lower than 1", "x", "mean", "below", 1.0)
+    for values, verdict, holds in (
+        ([0.1, 0.2, 0.15], "holds", True),
+        ([2.0, 2.1, 1.9], "fails", False),
+        ([0.5, 1.5, 1.0], "undecided", None),
+    ):
+        row = common.verdict_claim(stats.evaluate(c, values), "context")
+        assert (row["verdict"], row["holds"]) == (verdict, holds)
+        assert row["rule"] == "mean < 1" and row["measured"].endswith("; context")
+        assert set(row["interval"]) >= {"estimate", "low", "high", "level", "method", "n"}
+    strict = stats.Claim("lower than 1", "x", "mean", "below", 1.0, level=0.995)
+    assert (
+        "(99.5% t, n=3)"
+        in common.verdict_claim(stats.evaluate(strict, [0.1, 0.2, 0.15]))["measured"]
+    )
+    d = common.ci([1.0, 2.0, 3.0, 4.0])
+    assert common.fmt_ci(d) == "2.5 [0.446, 4.55]"
+    d = common.ci([1.0, 2.0, 3.0], censored=[False, True, False])
+    assert common.fmt_ci(d) == "≥ 2 [-0.484, ∞)"
     with pytest.raises(TypeError, match=r"claim: `holds` must be True, False or None, got 'yes'"):
         common.claim("c", "m", "yes")
 

@@ -72,6 +72,31 @@ def test_first_layer_measures():
     want_in = 1.0 - float(nn.off_structure_share({"w": jnp.asarray(w), "b": p["b"]}, s))
     np.testing.assert_allclose(float(m["in_structure"]), want_in, rtol=1e-6)
     np.testing.assert_allclose(want_in, 4.0 / 7.0, rtol=1e-6)
+    want_dist = float(nn.distance_to_conv({"w": jnp.asarray(w), "b": p["b"]}, s))
+    np.testing.assert_allclose(float(m["distance_to_conv"]), want_dist, rtol=1e-6)
+    # a convolution embedded as a dense matrix is at distance 0
+    conv = nn.conv_to_dense({"w": jnp.ones((k, 1, c)), "b": jnp.zeros((c,))}, s)
+    m = bl.first_layer_measures((conv, (), (), params[3]), s, k, (3, 6))
+    assert float(m["distance_to_conv"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_first_layer_measures_sum_the_channels_of_a_position():
+    d, k, c, cin = 6, 2, 1, 2
+    layer = nn.Dense(c, kernel_size=k, dtype=jnp.float32)
+    s = nn.structure(layer, (d, cin))
+    _, p = layer.init(jax.random.key(0), (d, cin))
+    w = np.zeros(p["w"].shape, np.float32)
+    w[0, 2 * cin + 1] = 1.0  # position 2, channel 1
+    w[0, 3 * cin + 0] = 1.0  # position 3, channel 0
+    params = (
+        {"w": jnp.asarray(w), "b": p["b"]},
+        (),
+        (),
+        {"w": jnp.ones((1, c)), "b": jnp.zeros(1)},
+    )
+    m = bl.first_layer_measures(params, s, k, (2, 4), cin)
+    np.testing.assert_allclose(float(m["locality"]), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(float(m["task_window"]), 1.0, rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -90,13 +115,23 @@ def test_tiny_run_writes_metrics_and_figures(tmp_path):
     for entry in numbers["fc"].values():
         for m in bl.MEASURES:
             assert entry[m]["n"] == 3
-        assert 0.0 <= entry["sparsity_w1"]["mean"] <= 1.0
-    assert numbers["fc"]["0"]["sparsity_w1"]["mean"] == 0.0  # plain SGD zeroes nothing
+        assert 0.0 <= entry["sparsity_w1"]["estimate"] <= 1.0
+    assert numbers["fc"]["0"]["sparsity_w1"]["estimate"] == 0.0  # plain SGD zeroes nothing
     assert numbers["selected_lam"] in cfg["lams"] and numbers["selected_lam"] > 0
-    assert all(e["val_error"]["n"] == 3 for e in numbers["fc"].values())
-    n_evals = -(-cfg["steps"] // cfg["eval_every"])
-    assert len(numbers["curves"]["step"]) == n_evals
-    assert len(numbers["curves"]["conv_test_error"]["mean"]) == n_evals
-    assert len(on_disk["claims"]) == 3
-    assert all(c["holds"] is None for c in on_disk["claims"])
-    assert on_disk["table"].startswith("| net | training |")
+    pilot = numbers["pilot"]
+    assert pilot["chosen_n"] in cfg["pilot_sizes"] and pilot["seeds"] == cfg["pilot_seeds"]
+    assert not set(pilot["seeds"]) & set(on_disk["seeds"])  # pilot seeds are not reused
+    assert np.shape(pilot["fc_sgd_error_per_seed"]) == (
+        len(cfg["pilot_sizes"]),
+        len(pilot["seeds"]),
+    )
+    assert numbers["n_train"] == pilot["chosen_n"]
+    assert len(on_disk["claims"]) == len(bl.CLAIMS)
+    for c in on_disk["claims"]:
+        assert c["verdict"] in ("holds", "fails", "undecided") and c["interval"] is not None
+    assert on_disk["table"].startswith("| net | training |") and "Pilot" in on_disk["table"]
+
+
+def test_pilot_seeds_must_not_be_reused(tmp_path):
+    with pytest.raises(ValueError, match=r"beta_lasso: pilot seeds \[100, 101\] must not"):
+        bl.main(["--tiny", "--seeds", "102", "--out", str(tmp_path)])

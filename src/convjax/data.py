@@ -12,8 +12,8 @@ Both classes are EXACTLY balanced by construction: the labels are a random
 permutation of ``[0, 1, 0, 1, ...]`` (``n // 2`` of class 1, the odd one out, if
 any, is class 0) and each input is drawn from its class's distribution.
 
-Local-pattern tasks (:func:`local_pattern`)
--------------------------------------------
+Local-pattern tasks (:func:`local_pattern`, :func:`marked_pattern`)
+--------------------------------------------------------------------
 Every position holds a random sign. A window of ``k`` consecutive positions
 carries the pattern, with values ``+-1``; every other position is background,
 ``noise * (+-1)`` with independent fair signs. The label is a function of the
@@ -241,18 +241,16 @@ def _default_motif(k: int) -> tuple[int, ...]:
     return tuple(1 if ((i + 1) // 2) % 2 == 0 else -1 for i in range(k))
 
 
-def _check_motif(motif, k: int) -> tuple[int, ...]:
+def _check_motif(motif, k: int, fn: str = "local_pattern") -> tuple[int, ...]:
     if motif is None:
         return _default_motif(k)
     try:
         values = tuple(np.asarray(motif).reshape(-1).tolist())
     except (TypeError, ValueError):
-        raise TypeError(
-            f"local_pattern: `motif` must be a sequence of +-1, got {motif!r}."
-        ) from None
+        raise TypeError(f"{fn}: `motif` must be a sequence of +-1, got {motif!r}.") from None
     if np.ndim(motif) != 1 or len(values) != k or any(v not in (1, -1) for v in values):
         raise ValueError(
-            f"local_pattern: `motif` must be a sequence of {k} values, each +1 or -1 "
+            f"{fn}: `motif` must be a sequence of {k} values, each +1 or -1 "
             f"(one per window position, k={k}), got {motif!r}."
         )
     return tuple(int(v) for v in values)
@@ -318,6 +316,75 @@ def local_pattern(
       ((4, 8, 1), (4,), dtype('int32'))
     """
     fn = "local_pattern"
+    n, d, k, position, start, rule, pattern = _pattern_args(
+        fn, n, d, k, position, start, rule, motif
+    )
+    dt = _float_dtype(fn, dtype)
+    noise = _as_float(fn, "noise", noise, low=0.0, high=1.0, high_open=position == "random")
+    x, y, _ = _plant(key, n, d, k, position, start, rule, pattern, noise)
+    return Dataset(x.astype(dt)[:, :, None], y)
+
+
+def marked_pattern(
+    key,
+    n: int,
+    *,
+    d: int,
+    k: int,
+    position: str = "fixed",
+    start: int | None = None,
+    rule: str = "parity",
+    motif: Sequence[int] | None = None,
+    dtype=jnp.float32,
+) -> Dataset:
+    """Pattern-only task: the window's values have the background's distribution, a
+    second channel marks where the window is.
+
+    Channel 0 is :func:`local_pattern` with ``noise=1``: every position holds a fair
+    random sign, the window included (for ``rule="parity"`` each window position is a
+    fair sign, and so is every set of ``k - 1`` window positions: only the product of
+    all ``k`` carries the label). Channel 1 is the MARKER: ``1`` on the window's ``k``
+    positions, ``0`` elsewhere. The marker says where the window is, never what the
+    label is (it is the same for both classes), so amplitude is not a cue: a net must
+    read the pattern. With ``position="fixed"`` the marker is the same in every example
+    and carries no information beyond the (learnable) fixed position.
+
+    Args:
+      key: PRNG key.
+      n: number of examples, int >= 1.
+      d: input length, int >= k.
+      k: window length, ``1 <= k <= min(d, 30)``.
+      position: ``"fixed"`` or ``"random"`` (uniform start per example).
+      start: the fixed window's first position (default the middle); None for random.
+      rule: ``"parity"`` (the marginal of every input is exactly that of the
+        background) or ``"motif"`` (the window's per-site marginals are not).
+      motif: as in :func:`local_pattern`.
+      dtype: floating dtype of ``x``.
+
+    Returns:
+      :class:`Dataset` with ``x`` of shape ``(n, d, 2)`` (channel 0 the signs, channel
+      1 the marker) and ``y`` of shape ``(n,)``, int32 in ``{0, 1}``.
+
+    Raises:
+      ValueError, TypeError: as :func:`local_pattern`, naming ``marked_pattern``.
+
+    Example:
+      >>> import jax
+      >>> x, y = marked_pattern(jax.random.key(0), 4, d=8, k=3, position="random")
+      >>> x.shape, [int(v) for v in x[:, :, 1].sum(axis=1)]
+      ((4, 8, 2), [3, 3, 3, 3])
+    """
+    fn = "marked_pattern"
+    n, d, k, position, start, rule, pattern = _pattern_args(
+        fn, n, d, k, position, start, rule, motif
+    )
+    dt = _float_dtype(fn, dtype)
+    x, y, inside = _plant(key, n, d, k, position, start, rule, pattern, 1.0)
+    return Dataset(jnp.stack([x, inside], axis=-1).astype(dt), y)
+
+
+def _pattern_args(fn, n, d, k, position, start, rule, motif):
+    """Checks and normalises the arguments shared by the local-pattern generators."""
     n = _checks.as_positive_int(fn, "n", n)
     d = _checks.as_positive_int(fn, "d", d)
     k = _checks.as_positive_int(fn, "k", k)
@@ -327,14 +394,12 @@ def local_pattern(
         raise ValueError(f"{fn}: `k` must be <= 30 (window patterns are int32 codes), got {k}.")
     position = _checks.check_choice(fn, "position", position, POSITIONS)
     rule = _checks.check_choice(fn, "rule", rule, RULES)
-    dt = _float_dtype(fn, dtype)
     if position == "random":
         if start is not None:
             raise ValueError(
                 f"{fn}: `start` must be None with position='random' (the start is drawn "
                 f"per example), got {start!r}."
             )
-        noise = _as_float(fn, "noise", noise, low=0.0, high=1.0, high_open=True)
     else:
         start = (
             (d - k) // 2
@@ -346,14 +411,18 @@ def local_pattern(
                 f"{fn}: `start` must satisfy 0 <= start <= d - k = {d - k} (the window "
                 f"[start, start+k) must fit in d={d} positions), got {start}."
             )
-        noise = _as_float(fn, "noise", noise, low=0.0, high=1.0)
     if rule == "parity":
         if motif is not None:
             raise ValueError(f"{fn}: `motif` is only used with rule='motif', got {motif!r}.")
+        pattern: tuple[int, ...] = ()
     else:
-        motif = _check_motif(motif, k)
-    pattern: tuple[int, ...] = () if motif is None else tuple(motif)
+        pattern = tuple(_check_motif(motif, k, fn))
+    return n, d, k, position, start, rule, pattern
 
+
+def _plant(key, n, d, k, position, start, rule, pattern, noise):
+    """``(x, y, inside)``: ``x`` ``(n, d)`` int32 signs (window) / ``noise`` signs
+    (background), ``y`` the labels, ``inside`` ``(n, d)`` int32 window indicator."""
     # One draw of random words for everything (each separate jax.random call costs
     # about a second of XLA compilation on CPU): column 0 orders the labels,
     # column 1 picks the window pattern, column 2 the start, the rest the background.
@@ -375,13 +444,11 @@ def local_pattern(
     if position == "random":
         starts = _below(words[:, 2], d - k + 1)
     else:
-        assert start is not None  # set above for a fixed position
         starts = jnp.full((n,), start, dtype=jnp.int32)
     offset = jnp.arange(d, dtype=jnp.int32)[None, :] - starts[:, None]  # (n, d)
     inside = (offset >= 0) & (offset < k)
     planted = jnp.take_along_axis(window, jnp.clip(offset, 0, k - 1), axis=1)
-    x = jnp.where(inside, planted, background).astype(dt)
-    return Dataset(x[:, :, None], y)
+    return jnp.where(inside, planted, background), y, inside.astype(jnp.int32)
 
 
 # ---- Ingrosso & Goldt non-Gaussian fields ------------------------------------------
