@@ -52,7 +52,6 @@ LABELS = {
     "efcn": "eFCN (conv, then dense)",
 }
 COLOURS = {"conv": "#4c72b0", "local": "#55a868", "dense": "#c44e52", "efcn": "#8172b2"}
-VERDICT = {"holds": True, "fails": False, "undecided": None}
 
 
 def settings(size: str) -> dict:
@@ -293,15 +292,7 @@ def main(argv=None) -> dict:
     summary = summarise(cfg, results)
     figure(run, cfg, summary)
     vs = verdicts(cfg, results)
-    decide = run.size != "tiny" and len(run.seeds) >= 2
-    claims = [
-        common.claim(
-            f"{v.claim.name} ({v.claim.quantity})",
-            stats.claims_table([v]).splitlines()[-1],
-            VERDICT[v.verdict] if decide else None,
-        )
-        for v in vs
-    ]
+    claims = [common.verdict_claim(v) for v in vs]
     return run.finish(
         config={**cfg, "archs": list(ARCHS)},
         numbers={"models": summary, "verdicts": [v.as_dict() for v in vs]},

@@ -21,10 +21,10 @@ or a transpose (each statement below holds per spatial axis):
   is a valid cross-correlation of the padded input laid out as
   ``(cig, *Lp, g*B)`` (batch = input channel, channels = batch) with the cotangent laid
   out as a ``(*Lout, B, Cout)`` filter dilated by the stride, at window stride
-  ``dilation``: another forward ``conv_p`` with the standard layout. For short
-  filters with one input channel per group (signals, images, depthwise and first
-  layers: :func:`convjax.algorithms.weight_gradient_route`) the same sum is taken
-  instead as one contraction (``dot_general``) per kernel position of the strided
+  ``dilation``: another forward ``conv_p`` with the standard layout. For filters of
+  at most four taps with one input channel per group (signals, images, depthwise and
+  first layers: :func:`convjax.algorithms.weight_gradient_route`) the same sum is
+  taken instead as one fused multiply-and-sum per kernel position of the strided
   input slice with the cotangent: K dot products rather than an FFT of the whole
   signal.
 * **Batching** (``vmap``): a batched input folds into the batch axis; a batched
@@ -154,10 +154,10 @@ def _weight_gradient(g, x, w, *, spec, precision, algorithm):
 def _weight_gradient_taps(g, x, ks, cig, spec, precision):
     """``dw[k, a, h*cog+c] = sum_{b,o} xp[b, o*s + k*d, h*cig+a] g[b, o, h*cog+c]``
     as one contraction per kernel position ``k``: the position's strided slice of the
-    padded input against the cotangent, over the batch and output positions (a dot
-    product per channel pair for one channel, a ``(cig, B*Lout) @ (B*Lout, cog)``
-    matmul per group otherwise). Its own derivatives are slices, pads and
-    ``dot_general`` s, all loop-safe."""
+    padded input against the cotangent, over the batch and output positions (with one
+    input channel per group a fused multiply-and-sum, a ``(cig, B*Lout) @ (B*Lout,
+    cog)`` matmul per group otherwise). Its own derivatives are slices, pads,
+    multiplies, broadcasts and ``dot_general`` s, all loop-safe."""
     lead = g.shape[:-1]  # (B, *Lout)
     grp = spec.groups
     cog = g.shape[-1] // grp
@@ -165,13 +165,22 @@ def _weight_gradient_taps(g, x, ks, cig, spec, precision):
     xp = jnp.pad(x, ((0, 0), *spec.pads, (0, 0))).astype(cdt)
     gg = g.reshape(*lead, grp, cog).astype(cdt)
     summed = tuple(range(len(lead)))
-    dims = ((summed, summed), ((len(lead),), (len(lead),)))  # contract (B, *Lout); batch h
-    taps = [
-        jax.lax.dot_general(
-            _alg.tap(xp, k, spec).reshape(*lead, grp, cig), gg, dims, precision=precision
-        )  # (grp, cig, cog)
-        for k in _alg.kernel_positions(ks)
-    ]
+    if cig == 1:
+        # One input channel per group: a multiply and a sum over (B, *Lout) per kernel
+        # position, which XLA fuses into one reduction that reads the strided slice in
+        # place (a dot_general would first copy every slice: K copies of the input).
+        taps = [
+            jnp.sum(_alg.tap(xp, k, spec).reshape(*lead, grp, 1) * gg, axis=summed)[:, None]
+            for k in _alg.kernel_positions(ks)
+        ]  # each (grp, 1, cog)
+    else:
+        dims = ((summed, summed), ((len(lead),), (len(lead),)))  # contract (B, *Lout)
+        taps = [
+            jax.lax.dot_general(
+                _alg.tap(xp, k, spec).reshape(*lead, grp, cig), gg, dims, precision=precision
+            )  # (grp, cig, cog)
+            for k in _alg.kernel_positions(ks)
+        ]
     dw = jnp.stack(taps).transpose(0, 2, 1, 3)  # (taps, cig, grp, cog)
     return dw.reshape(*ks, cig, grp * cog).astype(g.dtype)
 
