@@ -67,6 +67,28 @@ def test_run_all_runs_the_seed_walkthrough_and_reports(tiny_run):
 
 
 @pytest.mark.slow
+def test_report_only_rebuilds_the_report_from_metrics_on_disk(tiny_run):
+    out, names, result = tiny_run
+    before = (out / "REPORT.md").read_text()
+    rebuilt = run_all.main(["--tiny", "--out", str(out), "--report-only"])
+    text = (out / "REPORT.md").read_text()
+    try:
+        assert rebuilt["failed"] == []
+        by_name = {r["name"]: r for r in rebuilt["records"]}
+        assert set(by_name) == set(run_all.REGISTRY)
+        for name in run_all.REGISTRY:  # only the walkthrough was run here
+            assert by_name[name]["status"] == ("ok" if name in names else "skipped")
+        assert text.splitlines()[2].startswith("Assembled by `python experiments/run_all.py")
+        stamp = by_name["seed_walkthrough"]["metrics"]["timestamp"]
+        assert f"seed_walkthrough {stamp}" in text
+        # the experiment's own section is the same as in the report of its run
+        section = before[before.index("## seed_walkthrough") :]
+        assert section.split("\n## ")[0] in text
+    finally:
+        (out / "REPORT.md").write_text(before)
+
+
+@pytest.mark.slow
 def test_report_links_tables_figures_and_claims(tiny_run):
     out, names, result = tiny_run
     report = (out / "REPORT.md").read_text()

@@ -596,7 +596,9 @@ def choose(
       ``E < 64``: ``"direct"``; otherwise (CNN layers) ``"xla"``.
 
     The same rule serves every rank; for ``N >= 2`` it is the 1-D rule read with
-    spans and sizes as products (not yet timed on images: ``docs/speed.md``).
+    spans and sizes as products; ``benchmarks/bench_conv2d.py`` measured it on images
+    (its pick is the fastest convjax algorithm, or within 10% of it, on every image and
+    CNN-layer shape of that benchmark: ``docs/speed.md``).
     """
     ks, ds, ls = _axes(kernel_size), _axes(dilation), _axes(length)
     e = math.prod(d * (k - 1) + 1 for k, d in zip(ks, ds, strict=True))
