@@ -48,7 +48,11 @@ def test_metrics_schema_figure_and_numbers(tiny):
     assert models["dense"]["n_params"] == models["efcn"]["n_params"]
     assert models["conv"]["n_params"] < models["local"]["n_params"] < models["dense"]["n_params"]
     assert len(m["numbers"]["verdicts"]) == len(m["claims"]) == 4
-    assert all(c["holds"] is None for c in m["claims"])  # not decided at the tiny size
+    for c, v in zip(m["claims"], m["numbers"]["verdicts"], strict=True):
+        # decided by convjax.stats on the paired interval, shown next to the verdict
+        assert c["verdict"] == v["verdict"] in ("holds", "fails", "undecided")
+        assert c["holds"] == {"holds": True, "fails": False, "undecided": None}[c["verdict"]]
+        assert c["interval"] is not None and c["interval"]["n"] == 3
 
 
 def test_load_splits_without_overlap():
