@@ -245,10 +245,10 @@ def test_gradients_equal_the_xla_gradients(algorithm):
 
 def test_auto_check_grads_second_order_through_the_primitive():
     rng = np.random.default_rng(5)
-    # one signal: direct forward, derivatives by the loop-safe rules
+    # one signal: XLA's loop nest forward, derivatives by the loop-safe rules
     x = rng.standard_normal((300, 1))
     w = rng.standard_normal((5, 1, 1))
-    assert _choice("cpu", 1, 300, 1, 1, 5) == algorithms.Choice("direct", "rules")
+    assert _choice("cpu", 1, 300, 1, 1, 5) == algorithms.Choice("loop", "rules")
     f = jax.jit(functools.partial(conv1d, padding="same", algorithm="auto"))
     check_grads(f, (x, w), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
 
@@ -279,13 +279,15 @@ def _choice(platform, B, L, cin, cout, K, dilation=1, groups=1):
 
 
 def test_auto_rule_cpu_as_documented():
-    # one long signal: direct for short filters, fft for long
-    assert _choice("cpu", 1, 10**5, 1, 1, 3).forward == "direct"
-    assert _choice("cpu", 1, 10**5, 1, 1, 31).forward == "direct"
+    # one long signal: XLA's loop nest for short filters, fft for long
+    assert _choice("cpu", 1, 10**5, 1, 1, 3).forward == "loop"
+    assert _choice("cpu", 1, 10**5, 1, 1, 31).forward == "loop"
     assert _choice("cpu", 1, 10**5, 1, 1, 255) == algorithms.Choice("fft", "rules")
     assert _choice("cpu", 1, 10**5, 1, 1, 9, dilation=10).forward == "fft"
     # depthwise layers are one channel pair per group
-    assert _choice("cpu", 64, 1024, 64, 64, 9, groups=64).forward == "direct"
+    assert _choice("cpu", 64, 1024, 64, 64, 9, groups=64).forward == "loop"
+    # one input channel, many outputs (a first layer): shifted multiply-adds
+    assert _choice("cpu", 128, 64, 1, 32, 5).forward == "direct"
     # channels: XLA forward
     assert _choice("cpu", 64, 1024, 64, 64, 3).forward == "xla"
     assert _choice("cpu", 256, 256, 32, 64, 5).forward == "xla"

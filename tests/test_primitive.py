@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 
-from convjax import algorithms, conv1d, primitive
+from convjax import algorithms, conv, conv1d, primitive
 from convjax.algorithms import CORE_ALGORITHMS, Spec
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -157,7 +157,7 @@ def test_nested_vmap():
     )
 
 
-@pytest.mark.parametrize("algorithm", CORE_ALGORITHMS)
+@pytest.mark.parametrize("algorithm", algorithms.PRIMITIVE_ALGORITHMS)
 def test_every_forward_algorithm_inside_the_primitive(algorithm):
     rng = np.random.default_rng(6)
     spec = Spec(stride=(2,), dilation=(2,), groups=2, pads=((1, 3),), out_shape=(9,))
@@ -253,13 +253,14 @@ def test_explicit_algorithms_keep_their_own_autodiff():
 @pytest.mark.parametrize(
     "shapes, options",
     [
-        (((50, 1), (3, 1, 1)), dict(padding="full", flip=True)),  # one signal
+        (((3, 50, 1), (3, 1, 1)), dict(padding="full", flip=True)),  # three signals
         (((4, 30, 3), (3, 1, 6)), dict(groups=3, stride=2, dilation=2, padding="same")),
         (((4, 30, 1), (4, 1, 8)), dict(padding="same")),  # a first layer
     ],
 )
 def test_short_filters_with_one_input_channel_take_the_weight_gradient_by_taps(shapes, options):
-    """``cig == 1`` and at most ``MAX_TAPS`` kernel positions: the weight gradient is
+    """``cig == 1``, more than one example or output channel per group, and at most
+    ``MAX_TAPS`` kernel positions: the weight gradient is
     K fused multiply-and-sum reductions (no convolution, no FFT); the forward pass and
     the input gradient stay forward convolutions (or fused multiply-adds)."""
     if jax.default_backend() != "cpu":
@@ -281,3 +282,59 @@ def test_short_filters_with_one_input_channel_take_the_weight_gradient_by_taps(s
         lambda x, w: jnp.sum(jnp.tanh(conv1d(x, w, algorithm="xla", **options))), (0, 1)
     )(x, w)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "shapes, options",
+    [
+        (((50, 1), (3, 1, 1)), dict(padding="full", flip=True)),
+        (((1, 40, 1), (31, 1, 1)), dict(padding="same", dilation=1)),
+        (((60, 1), (5, 1, 1)), dict(stride=3, dilation=2, padding="causal")),
+        (((21, 1), (21, 1, 1)), dict()),  # one output: a dot product
+        (((12, 1), (7, 1, 1)), dict(padding="same", padding_mode="circular")),
+        (((2, 9, 11, 1), (3, 2, 1, 1)), dict(padding="same")),  # two images
+        (((2, 30, 4), (3, 1, 4)), dict(groups=4, padding="same")),  # depthwise
+    ],
+)
+def test_one_channel_pair_per_group_runs_the_loop_nest_everywhere(shapes, options):
+    """``cig == cog == 1`` with a short filter: the forward pass and the input gradient
+    are XLA convolutions marked window-reversed (XLA:CPU's own loop nest, not Eigen);
+    a single example's weight gradient too. Equal to XLA's autodiff (float64)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the loop-safe rules are the CPU route")
+    rng = np.random.default_rng(4)
+    x, w = (rng.standard_normal(s) for s in shapes)
+    nd = w.ndim - 2
+
+    def loss(x, w, a="auto"):
+        return jnp.sum(jnp.tanh(conv(x, w, algorithm=a, **options)))
+
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss, (0, 1)))(x, w))
+    single = x.ndim == nd + 1 or x.shape[0] == 1
+    assert jaxpr.count("algorithm=loop") == (3 if single else 2)
+    if "fft" not in jaxpr:
+        compiled = jax.jit(jax.grad(loss, (0, 1))).lower(x, w).compile().as_text()
+        assert "rhs_reversal=1" in compiled and "EigenConv" not in compiled
+    got = jax.grad(loss, (0, 1))(x, w)
+    want = jax.grad(functools.partial(loss, a="xla"), (0, 1))(x, w)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("out_ones", [False, True])
+def test_loop_algorithm_equals_xla_convolution(out_ones):
+    """The ``"loop"`` algorithm alone, including a window that is the whole input
+    (which XLA's simplifier would get wrong with a reversed window)."""
+    rng = np.random.default_rng(5)
+    for L, K, cig, cout, groups in [(9, 4, 1, 1, 1), (10, 3, 2, 6, 3), (8, 8, 1, 1, 1)]:
+        for nd in (1, 2):
+            e = (L, K) if not out_ones else (K, K)
+            x = rng.standard_normal((2, *(e[0],) * nd, cig * groups))
+            w = rng.standard_normal((*(K,) * nd, cig, cout))
+            spec = Spec((1,) * nd, (1,) * nd, groups, ((0, 0),) * nd, (e[0] - K + 1,) * nd)
+            np.testing.assert_allclose(
+                algorithms.conv_loop(x, w, spec, None),
+                algorithms.conv_xla(x, w, spec, HIGHEST),
+                rtol=1e-12,
+                atol=1e-12,
+            )

@@ -146,9 +146,21 @@ def _weight_gradient(g, x, w, *, spec, precision, algorithm):
     :func:`convjax.algorithms.weight_gradient_route` picks for the shapes."""
     del algorithm
     ks, cig = w.aval.shape[:-2], w.aval.shape[-2]
-    if _alg.weight_gradient_route(ks, cig, spec.dilation) == "taps":
+    cog = w.aval.shape[-1] // spec.groups
+    route = _alg.weight_gradient_route(ks, cig, spec.dilation, cog=cog, batch=x.shape[0])
+    if route == "taps":
         return _weight_gradient_taps(g, x, ks, cig, spec, precision)
-    return _weight_gradient_conv(g, x, ks, cig, spec, precision)
+    return _weight_gradient_conv(
+        g, x, ks, cig, spec, precision, "loop" if route == "loop" else None
+    )
+
+
+def _pad(x, pads):
+    """``(B, *L, C)`` with ``pads`` (``(lo, hi)`` per spatial axis; a negative edge
+    crops) applied to the spatial axes."""
+    return jax.lax.pad(
+        x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)]
+    )
 
 
 def _weight_gradient_taps(g, x, ks, cig, spec, precision):
@@ -162,7 +174,7 @@ def _weight_gradient_taps(g, x, ks, cig, spec, precision):
     grp = spec.groups
     cog = g.shape[-1] // grp
     cdt = _alg.compute_dtype(g.dtype)
-    xp = jnp.pad(x, ((0, 0), *spec.pads, (0, 0))).astype(cdt)
+    xp = _pad(x, spec.pads).astype(cdt)
     gg = g.reshape(*lead, grp, cog).astype(cdt)
     summed = tuple(range(len(lead)))
     if cig == 1:
@@ -185,25 +197,33 @@ def _weight_gradient_taps(g, x, ks, cig, spec, precision):
     return dw.reshape(*ks, cig, grp * cog).astype(g.dtype)
 
 
-def _weight_gradient_conv(g, x, ks, cig, spec, precision):
+def _weight_gradient_conv(g, x, ks, cig, spec, precision, algorithm=None):
     """The weight gradient as one forward ``conv_p`` with the roles of input and
-    filter exchanged (see the module docstring): the route for long filters, where
-    that convolution runs by the FFT."""
+    filter exchanged (see the module docstring), evaluated by ``algorithm`` (``None``:
+    its own CPU choice, the FFT for a long "filter"; ``"loop"`` for one example
+    with one channel pair per group)."""
     B, n, grp = x.shape[0], len(ks), spec.groups
-    xp = jnp.pad(x, ((0, 0), *spec.pads, (0, 0)))
     # Only the positions some tap reads: the last is (Lout-1)*stride + (K-1)*dilation.
     need = tuple(
         (o - 1) * s + (K - 1) * d + 1
         for o, s, K, d in zip(spec.out_shape, spec.stride, ks, spec.dilation, strict=True)
     )
-    xp = xp[(slice(None), *(slice(0, m) for m in need))]
+    if algorithm == "loop":
+        # XLA's convolution pads (and crops, with a negative edge) by itself: no copy.
+        pads = tuple(
+            (lo, m - L - lo) for m, L, (lo, _) in zip(need, x.shape[1:-1], spec.pads, strict=True)
+        )
+        xp = x
+    else:
+        pads = ((0, 0),) * n
+        xp = _pad(x, spec.pads)[(slice(None), *(slice(0, m) for m in need))]
     # lhs (cig, *need, grp*B): batch = input channel within its group, channels =
     # (group, example); rhs (*Lout, B, Cout): the cotangent as a filter.
-    lhs = xp.reshape(B, *need, grp, cig)
-    lhs = jnp.moveaxis(lhs, (0, n + 2), (n + 2, 0)).reshape(cig, *need, grp * B)
+    lhs = xp.reshape(B, *xp.shape[1:-1], grp, cig)
+    lhs = jnp.moveaxis(lhs, (0, n + 2), (n + 2, 0)).reshape(cig, *xp.shape[1:-1], grp * B)
     rhs = jnp.moveaxis(g, 0, n)
-    inner = Spec(spec.dilation, spec.stride, grp, ((0, 0),) * n, tuple(ks))
-    dw = conv(lhs.astype(g.dtype), rhs, inner, precision)  # (cig, *K, Cout)
+    inner = Spec(spec.dilation, spec.stride, grp, pads, tuple(ks))
+    dw = conv(lhs.astype(g.dtype), rhs, inner, precision, algorithm)  # (cig, *K, Cout)
     return jnp.moveaxis(dw, 0, n)
 
 
