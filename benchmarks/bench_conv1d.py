@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -60,15 +61,27 @@ def _block(out):
     return out
 
 
-def measure(calls: dict, *, budget_s: float, min_rounds: int, max_rounds: int) -> dict:
+#: A timed sample lasts at least this long: a contender of a few microseconds per call
+#: runs several times back to back within one sample (as ``timeit`` does), so that the
+#: timer's resolution and the wake-up of idle threads do not dominate its time.
+MIN_SAMPLE_S = 2e-3
+
+
+def measure(
+    calls: dict, *, budget_s: float, min_rounds: int, max_rounds: int, numbers_out=None
+) -> dict:
     """Times zero-argument callables in interleaved rounds.
 
     Each callable is called once to warm up (compile); the faster of two timed calls
-    sets how many rounds fit ``budget_s`` (per contender), clamped to ``[min_rounds,
-    max_rounds]`` (at least 2); slow contenders drop out after their rounds.
+    estimates its time per call, which sets ``number``, the calls per timed sample (at
+    least :data:`MIN_SAMPLE_S` per sample, each call blocked until ready), and how many
+    rounds fit ``budget_s`` (per contender), clamped to ``[min_rounds, max_rounds]``
+    (at least 2); slow contenders drop out after their rounds. Each round runs the
+    contenders in a new random order.
 
     Returns:
-      ``{name: [seconds, ...]}``.
+      ``{name: [seconds per call, ...]}``, one entry per sample; ``numbers_out`` (a
+      dict), if given, receives ``{name: calls per sample}``.
     """
     times = {name: [] for name in calls}
     for fn in calls.values():
@@ -78,8 +91,9 @@ def measure(calls: dict, *, budget_s: float, min_rounds: int, max_rounds: int) -
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
+    numbers = {n: max(1, math.ceil(MIN_SAMPLE_S / max(min(ts), 1e-7))) for n, ts in times.items()}
     rounds = {
-        name: int(np.clip(budget_s / max(min(ts), 1e-6), min_rounds, max_rounds))
+        name: int(np.clip(budget_s / max(min(ts) * numbers[name], 1e-6), min_rounds, max_rounds))
         for name, ts in times.items()
     }
     names = list(calls)
@@ -88,11 +102,14 @@ def measure(calls: dict, *, budget_s: float, min_rounds: int, max_rounds: int) -
         # a new random order each round: no contender always runs right after the same
         # other one (e.g. after torch, whose threads may still hold the cores)
         for name in [names[i] for i in rng.permutation(len(names))]:
-            fn = calls[name]
+            fn, number = calls[name], numbers[name]
             if r < rounds[name]:
                 t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
+                for _ in range(number):
+                    fn()
+                times[name].append((time.perf_counter() - t) / number)
+    if numbers_out is not None:
+        numbers_out.update(numbers)
     return times
 
 
@@ -371,13 +388,15 @@ def run(quick: bool, out_dir: str, budget_s: float, wait_s: float = 600.0) -> di
             if col == 3:  # in a loop: auto against lax only (XLA's is slow there)
                 calls = {n: calls[n] for n in ("convjax.auto", "lax.conv_general_dilated")}
                 how = dict(rounds, min_rounds=2, max_rounds=min(rounds["max_rounds"], 5))
-            times = measure(calls, **how)
+            numbers: dict = {}
+            times = measure(calls, **how, numbers_out=numbers)
             rows = {
                 n: {
                     "group": contenders[n][0],
                     "median_s": float(np.median(ts)),
                     "min_s": float(np.min(ts)),
                     "rounds": len(ts),
+                    "calls_per_sample": numbers[n],
                     "gflops": mult * flops / np.median(ts) / 1e9,
                 }
                 for n, ts in times.items()

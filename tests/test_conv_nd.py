@@ -491,7 +491,7 @@ def test_auto_rule_for_images_reads_spans_and_sizes_as_products():
             groups=groups,
         )
 
-    assert pick("cpu", (28, 28), 1, 1, (3, 3)) == Choice("direct", "rules")  # span 9
+    assert pick("cpu", (28, 28), 1, 1, (3, 3)) == Choice("loop", "rules")  # span 9
     assert pick("cpu", (28, 28), 1, 1, (9, 9)) == Choice("fft", "rules")  # span 81 >= 64
     assert pick("cpu", (28, 28), 1, 1, (3, 3), dilation=(4, 4)) == Choice("fft", "rules")
     assert pick("cpu", (28, 28), 1, 16, (3, 3)) == Choice("direct", "rules")  # cig == 1

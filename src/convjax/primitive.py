@@ -21,12 +21,14 @@ or a transpose (each statement below holds per spatial axis):
   is a valid cross-correlation of the padded input laid out as
   ``(cig, *Lp, g*B)`` (batch = input channel, channels = batch) with the cotangent laid
   out as a ``(*Lout, B, Cout)`` filter dilated by the stride, at window stride
-  ``dilation``: another forward ``conv_p`` with the standard layout. For filters of
-  at most four taps with one input channel per group (signals, images, depthwise and
-  first layers: :func:`convjax.algorithms.weight_gradient_route`) the same sum is
-  taken instead as one fused multiply-and-sum per kernel position of the strided
-  input slice with the cotangent: K dot products rather than an FFT of the whole
-  signal.
+  ``dilation``: another forward ``conv_p`` with the standard layout. For a single
+  example with one channel pair per group (one signal, one image) that convolution
+  runs by the ``"loop"`` algorithm (XLA:CPU's own loop nest: one dot product per
+  kernel position, read in place); for other filters of at most four taps with one
+  input channel per group (batches of signals, depthwise and first layers:
+  :func:`convjax.algorithms.weight_gradient_route`) the same sum is taken instead as
+  one fused multiply-and-sum per kernel position of the strided input slice with the
+  cotangent: K dot products rather than an FFT of the whole signal.
 * **Batching** (``vmap``): a batched input folds into the batch axis; a batched
   filter alone folds into the output channels; both batched (independent runs,
   :func:`convjax.train.fit_many`) become a ``lax.map`` over the runs, each a
