@@ -283,7 +283,9 @@ def test_auto_rule_cpu_as_documented():
     assert _choice("cpu", 1, 10**5, 1, 1, 3).forward == "loop"
     assert _choice("cpu", 1, 10**5, 1, 1, 31).forward == "loop"
     assert _choice("cpu", 1, 10**5, 1, 1, 255) == algorithms.Choice("fft", "rules")
-    assert _choice("cpu", 1, 10**5, 1, 1, 9, dilation=10).forward == "fft"
+    assert _choice("cpu", 1, 10**5, 1, 1, 9, dilation=12).forward == "fft"  # span 97
+    assert _choice("cpu", 1, 10**4, 1, 1, 255).forward == "loop"  # short signal
+    assert _choice("cpu", 1, 10**5, 1, 1, 9, dilation=10).forward == "loop"  # span 81
     # depthwise layers are one channel pair per group
     assert _choice("cpu", 64, 1024, 64, 64, 9, groups=64).forward == "loop"
     # one input channel, many outputs (a first layer): shifted multiply-adds

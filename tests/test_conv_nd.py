@@ -492,7 +492,9 @@ def test_auto_rule_for_images_reads_spans_and_sizes_as_products():
         )
 
     assert pick("cpu", (28, 28), 1, 1, (3, 3)) == Choice("loop", "rules")  # span 9
-    assert pick("cpu", (28, 28), 1, 1, (9, 9)) == Choice("fft", "rules")  # span 81 >= 64
+    assert pick("cpu", (28, 28), 1, 1, (9, 9)) == Choice("fft", "rules")  # span 81 >= 32
+    assert pick("cpu", (256, 256), 1, 1, (5, 5)) == Choice("loop", "rules")  # span 25
+    assert pick("cpu", (256, 256), 1, 1, (7, 7)) == Choice("fft", "rules")  # span 49
     assert pick("cpu", (28, 28), 1, 1, (3, 3), dilation=(4, 4)) == Choice("fft", "rules")
     assert pick("cpu", (28, 28), 1, 16, (3, 3)) == Choice("direct", "rules")  # cig == 1
     assert pick("cpu", (28, 28), 16, 32, (3, 3)) == Choice("xla", "rules")  # CNN layer
