@@ -37,12 +37,13 @@ parser.add_argument("--out", default="fit_many_anatomy.json")
 parser.add_argument("--runs", type=int, default=16)
 parser.add_argument("--repeats", type=int, default=30)
 parser.add_argument("--wait", type=float, default=600.0)
-args = parser.parse_args()
+parser.add_argument("--channels", type=int, nargs="+", default=[8, 32])
+parser.add_argument("--peak-n", type=int, default=2048, help="matmul size of the peak")
 
 
 def stand_in(x, w):
     # same output shape as conv1d(x, w, padding="same"), almost no work
-    return x[..., :1] * w[0, 0]
+    return x[..., :1] * w[0, 0].reshape(1, 1, -1)
 
 
 def make_loss(conv):
@@ -72,68 +73,78 @@ def step_fn(loss_fn, opt):
     return steps
 
 
-def timed(fn, *a):
+def timed(fn, *a, repeats):
     out = fn(*a)
     jax.block_until_ready(out)
     ts = []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         t = time.perf_counter()
         jax.block_until_ready(fn(*a))
         ts.append(time.perf_counter() - t)
     return float(np.median(ts)), float(np.min(ts))
 
 
-quiet = machine.wait_for_quiet(max_wait_s=args.wait)
-start = machine.snapshot(2048)
-opt = optax.adam(1e-3)
-n = args.runs
-rows = {}
-for ch in (8, 32):
-    keys = jax.random.split(jax.random.key(0), n)
-    params = jax.vmap(lambda k: bt.init(k, ch))(keys)
-    states = jax.vmap(opt.init)(params)
-    data = jax.vmap(lambda k: bt.make_data(k, STEPS * bt.BATCH))(keys)
-    data = jax.tree.map(lambda a: a.reshape(n, STEPS, bt.BATCH, *a.shape[2:]), data)
-    one = lambda t: jax.tree.map(lambda a: a[0], t)
-    row = {}
-    for name, conv in (
-        ("model", lambda x, w: convjax.conv1d(x, w, padding="same")),
-        ("without convolutions", stand_in),
-    ):
-        step = step_fn(make_loss(conv), opt)
-        single = jax.jit(step)
-        batched = jax.jit(jax.vmap(step))
-        t1 = [t / STEPS for t in timed(single, one(params), one(states), one(data))]
-        tn = [t / STEPS for t in timed(batched, params, states, data)]
-        row[name] = {
-            "one_run_step_s": {"median": t1[0], "min": t1[1]},
-            f"{n}_runs_vmapped_step_s": {"median": tn[0], "min": tn[1]},
-            "vmapped_over_one": tn[0] / t1[0],
-        }
+def main(argv=None):
+    args = parser.parse_args(argv)
+    quiet = machine.wait_for_quiet(max_wait_s=args.wait)
+    start = machine.snapshot(args.peak_n)
+    opt = optax.adam(1e-3)
+    n = args.runs
+    rows = {}
+    for ch in args.channels:
+        keys = jax.random.split(jax.random.key(0), n)
+        params = jax.vmap(lambda k: bt.init(k, ch))(keys)
+        states = jax.vmap(opt.init)(params)
+        data = jax.vmap(lambda k: bt.make_data(k, STEPS * bt.BATCH))(keys)
+        data = jax.tree.map(lambda a: a.reshape(n, STEPS, bt.BATCH, *a.shape[2:]), data)
+        one = lambda t: jax.tree.map(lambda a: a[0], t)
+        row = {}
+        for name, conv in (
+            ("model", lambda x, w: convjax.conv1d(x, w, padding="same")),
+            ("without convolutions", stand_in),
+        ):
+            step = step_fn(make_loss(conv), opt)
+            single = jax.jit(step)
+            batched = jax.jit(jax.vmap(step))
+            t1 = [
+                t / STEPS
+                for t in timed(single, one(params), one(states), one(data), repeats=args.repeats)
+            ]
+            tn = [t / STEPS for t in timed(batched, params, states, data, repeats=args.repeats)]
+            row[name] = {
+                "one_run_step_s": {"median": t1[0], "min": t1[1]},
+                f"{n}_runs_vmapped_step_s": {"median": tn[0], "min": tn[1]},
+                "vmapped_over_one": tn[0] / t1[0],
+            }
+            print(
+                f"{ch:3d} ch {name:22s} one run {t1[0] * 1e3:8.3f} ms   {n} runs vmapped "
+                f"{tn[0] * 1e3:8.3f} ms   ratio {tn[0] / t1[0]:6.2f}",
+                flush=True,
+            )
+        seq = n * row["model"]["one_run_step_s"]["median"]
+        floor = row["without convolutions"][f"{n}_runs_vmapped_step_s"]["median"]
+        row["sequential_step_time_s"] = seq
+        row["best_possible_speedup_if_convolutions_were_free"] = seq / floor
+        row["measured_vmapped_speedup"] = seq / row["model"][f"{n}_runs_vmapped_step_s"]["median"]
         print(
-            f"{ch:3d} ch {name:22s} one run {t1[0] * 1e3:8.3f} ms   {n} runs vmapped "
-            f"{tn[0] * 1e3:8.3f} ms   ratio {tn[0] / t1[0]:6.2f}",
+            f"    sequential {seq * 1e3:.3f} ms; vmapped model {seq / row['measured_vmapped_speedup'] * 1e3:.3f} ms "
+            f"({row['measured_vmapped_speedup']:.2f}x); with free convolutions at most "
+            f"{row['best_possible_speedup_if_convolutions_were_free']:.2f}x",
             flush=True,
         )
-    seq = n * row["model"]["one_run_step_s"]["median"]
-    floor = row["without convolutions"][f"{n}_runs_vmapped_step_s"]["median"]
-    row["sequential_step_time_s"] = seq
-    row["best_possible_speedup_if_convolutions_were_free"] = seq / floor
-    row["measured_vmapped_speedup"] = seq / row["model"][f"{n}_runs_vmapped_step_s"]["median"]
-    print(
-        f"    sequential {seq * 1e3:.3f} ms; vmapped model {seq / row['measured_vmapped_speedup'] * 1e3:.3f} ms "
-        f"({row['measured_vmapped_speedup']:.2f}x); with free convolutions at most "
-        f"{row['best_possible_speedup_if_convolutions_were_free']:.2f}x",
-        flush=True,
-    )
-    rows[f"{ch} channels"] = row
-report = {
-    "quiet": quiet,
-    "start": start,
-    "end": machine.snapshot(2048),
-    "runs": n,
-    "versions": {"jax": jax.__version__, "convjax": convjax.__version__},
-    "results": rows,
-}
-with open(args.out, "w") as f:
-    json.dump(report, f, indent=1)
+        rows[f"{ch} channels"] = row
+    report = {
+        "quiet": quiet,
+        "start": start,
+        "end": machine.snapshot(args.peak_n),
+        "runs": n,
+        "versions": {"jax": jax.__version__, "convjax": convjax.__version__},
+        "results": rows,
+    }
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()

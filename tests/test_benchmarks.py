@@ -80,3 +80,19 @@ def test_bench_conv2d_quick_writes_json(tmp_path):
             assert {f"convjax.{a}" for a in bench.ALGOS} <= names
         assert r["auto_forward"] in (*bench.ALGOS, "loop") and r["auto_vs_lax"] > 0
         assert all(t > 0 for t in r["times_ms"].values())
+
+
+def test_fit_many_anatomy_tiny_writes_json(tmp_path):
+    """benchmarks/fit_many_anatomy.py at a tiny size: both variants of the step, one run
+    and the vmapped runs, and the derived speed-ups."""
+    out = tmp_path / "anatomy.json"
+    argv = ["--runs", "2", "--repeats", "1", "--wait", "0", "--channels", "2"]
+    report = _load("fit_many_anatomy").main([*argv, "--peak-n", "64", "--out", str(out)])
+    on_disk = json.loads(out.read_text())
+    assert on_disk["runs"] == 2 and set(on_disk["results"]) == {"2 channels"}
+    row = report["results"]["2 channels"]
+    for variant in ("model", "without convolutions"):
+        times = row[variant]
+        assert times["one_run_step_s"]["median"] > 0 and times["2_runs_vmapped_step_s"]["min"] > 0
+    assert row["measured_vmapped_speedup"] > 0
+    assert row["best_possible_speedup_if_convolutions_were_free"] > 0
