@@ -96,3 +96,17 @@ def test_fit_many_anatomy_tiny_writes_json(tmp_path):
         assert times["one_run_step_s"]["median"] > 0 and times["2_runs_vmapped_step_s"]["min"] > 0
     assert row["measured_vmapped_speedup"] > 0
     assert row["best_possible_speedup_if_convolutions_were_free"] > 0
+
+
+def test_loop_route_trial_quick_writes_json(tmp_path):
+    """benchmarks/loop_route_trial.py at its quick size: every algorithm and every
+    weight-gradient route, at top level and in a scan."""
+    out = tmp_path / "trial.json"
+    report = _load("loop_route_trial").main(["--quick", "--wait", "0", "--out", str(out)])
+    assert json.loads(out.read_text())["scan_steps"] == report["scan_steps"]
+    cases = {r["case"]: r["rows"] for r in report["results"]}
+    assert set(cases["signal L=1000 K=3"]) == {"loop", "fft", "xla", "direct"}
+    assert set(cases["weight gradient B=1 L=1000 K=3"]) == {"loop", "taps", "conv (own choice)"}
+    for rows in cases.values():
+        for t in rows.values():
+            assert t["top_level_s"] > 0 and t["in_scan_per_step_s"] > 0

@@ -21,7 +21,7 @@ is ``(B, *Lp, Cin)``, ``w`` is ``(*K, Cin // groups, Cout)``, ``y`` is
 ``"loop"``     XLA's convolution marked window-reversed in the HLO (the filter is
                flipped first, so the result is unchanged): XLA:CPU hands a
                convolution to Eigen only without window reversal, so this one is
-               compiled into XLA's own loop nest, which is 4-40x faster than
+               compiled into XLA's own loop nest, which is 4-90x faster than
                Eigen's for one input channel per group and runs at the same speed
                inside a ``while`` loop as outside (Eigen and the shifted
                multiply-adds of ``"direct"`` do not). Internal: ``"auto"`` picks it
@@ -658,9 +658,10 @@ def weight_gradient_route(kernel_shape, cig: int, dilation, *, cog: int, batch: 
     (``cig == 1``: batches of signals, depthwise and first layers) ``"taps"`` for at
     most :data:`MAX_TAPS` kernel positions (the working memory is one input copy per
     position), else ``"conv"``; CNN layers (``cig > 1``) :data:`CNN_WEIGHT_GRADIENT`.
-    Measured (``docs/speed.md``): for one signal of 1e5 samples and 3 taps, ``"loop"``
-    5x faster than ``"taps"`` and 17x faster than the FFT; for 8 signals with 7 taps the
-    FFT 2x faster than ``"loop"`` (whose loop then runs over the batch as channels).
+    Measured (``benchmarks/loop_route_trial.py``): for one signal of 1e5 samples and
+    3 taps, ``"loop"`` 4.4x faster than ``"taps"`` and 16x faster than the FFT; for 8
+    signals with 7 taps the FFT 1.6x faster than ``"loop"`` (whose loop then runs over
+    the batch as channels).
 
     Example:
       >>> weight_gradient_route(31, 1, 1, cog=1, batch=1)  # one signal
@@ -686,11 +687,13 @@ def loop_beats_fft(ndim: int, span: int, size: int) -> bool:
 
     1-D: ``E < 96``, or ``E < 512`` with ``P < 2**15`` (the loop nest's work grows
     with ``P*E``, the FFT's with ``P log P`` plus a fixed cost that dominates short
-    signals). Measured, one signal, loop / FFT time: ``E = 63`` 0.74x at ``L = 1e5``,
-    ``E = 127`` 1.37x at ``L = 1e5`` but 0.46x at ``L = 1e4``, ``E = 255`` 2.6x at
-    ``L = 1e5`` and 0.69x at ``L = 1e4``. N-D (``ndim >= 2``): ``E < 32``, as the
-    loop nest over a 2-D window runs about 4x slower per multiply-add than in 1-D
-    (a 7x7 kernel on a 256x256 image: 0.81 ms, against 0.56 ms by the FFT).
+    signals). Measured (``benchmarks/loop_route_trial.py``, output in
+    ``docs/measurements/loop_route_trial.json``), one signal, loop / FFT time at top
+    level: ``E = 63`` 0.86x at ``L = 1e5``, ``E = 127`` 1.23x at ``L = 1e5`` but 0.50x
+    at ``L = 1e4``, ``E = 255`` 2.07x at ``L = 1e5`` and 0.66x at ``L = 1e4``. N-D
+    (``ndim >= 2``): ``E < 32``, as the loop nest over a 2-D window runs about 4x
+    slower per multiply-add than in 1-D (a 7x7 kernel on a 256x256 image: 0.91 ms,
+    against 0.65 ms by the FFT; 5x5: 0.10 ms against 0.65 ms).
 
     Example:
       >>> loop_beats_fft(1, 31, 10**6), loop_beats_fft(1, 255, 10**4)
