@@ -62,6 +62,14 @@ def case(x, w, spec, algos, fns=None):
     return row
 
 
+def record(rows, r):
+    rows.append(r)
+    times = {
+        a: (v["top_level_s"] * 1e6, v["in_scan_per_step_s"] * 1e6) for a, v in r["rows"].items()
+    }
+    print(r["case"], {a: (round(t, 1), round(s, 1)) for a, (t, s) in times.items()}, flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="loop_route_trial.json")
@@ -83,15 +91,7 @@ def main(argv=None):
         spec = A.Spec((1,), (1,), 1, ((K - 1, K - 1),), (L + K - 1,))
         algos = ("loop", "fft", "xla") + (("direct",) if K <= 63 else ())
         r = {"case": f"signal L={L:g} K={K}", "rows": case(x, w, spec, algos)}
-        rows.append(r)
-        print(
-            r["case"],
-            {
-                a: (round(v["top_level_s"] * 1e6, 1), round(v["in_scan_per_step_s"] * 1e6, 1))
-                for a, v in r["rows"].items()
-            },
-            flush=True,
-        )
+        record(rows, r)
     images = [(32, 3)] if args.quick else [(H, K) for H in (64, 256, 1024) for K in (3, 5, 7)]
     for H, K in images:
         x = jnp.asarray(rng.standard_normal((1, H, H, 1)), jnp.float32)
@@ -102,15 +102,7 @@ def main(argv=None):
             "case": f"image {H}x{H} K={K}",
             "rows": case(x, w, spec, ("loop", "direct", "fft", "xla")),
         }
-        rows.append(r)
-        print(
-            r["case"],
-            {
-                a: (round(v["top_level_s"] * 1e6, 1), round(v["in_scan_per_step_s"] * 1e6, 1))
-                for a, v in r["rows"].items()
-            },
-            flush=True,
-        )
+        record(rows, r)
     grads = (
         [(1, 1000, 3)]
         if args.quick
@@ -137,15 +129,7 @@ def main(argv=None):
             "case": f"weight gradient B={B} L={L:g} K={K}",
             "rows": case(x, g, spec, list(fns), fns),
         }
-        rows.append(r)
-        print(
-            r["case"],
-            {
-                a: (round(v["top_level_s"] * 1e6, 1), round(v["in_scan_per_step_s"] * 1e6, 1))
-                for a, v in r["rows"].items()
-            },
-            flush=True,
-        )
+        record(rows, r)
     report = {
         "quiet": quiet,
         "start": start,

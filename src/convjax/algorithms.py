@@ -121,7 +121,7 @@ def compute_dtype(dtype):
     return jnp.float32 if jnp.dtype(dtype).itemsize < 4 else dtype
 
 
-def _zero_pad(x, spec: Spec):
+def zero_pad(x, spec: Spec):
     """Pads the spatial axes of ``(B, *L, C)`` with the zeros of ``spec.pads`` (a
     negative edge crops, as in XLA's convolution)."""
     if not any(lo or hi for lo, hi in spec.pads):
@@ -196,7 +196,7 @@ def conv_xla(x, w, spec: Spec, precision):
 @_with_compute_dtype
 def conv_direct(x, w, spec: Spec, precision):
     """Shifted multiply-adds (one input channel per group) or shifted matmuls."""
-    xp = _zero_pad(x, spec)
+    xp = zero_pad(x, spec)
     cig, cout = w.shape[-2:]
     g = spec.groups
     cog = cout // g
@@ -286,7 +286,7 @@ def _single_window(x, w, spec: Spec, precision):
     reversal: measured wrong on jax 0.10.2; this route never builds one.)"""
     n, (cig, cout) = spec.ndim, w.shape[-2:]
     window = tuple(d * (k - 1) + 1 for k, d in zip(w.shape[:-2], spec.dilation, strict=True))
-    xp = _zero_pad(x, spec)
+    xp = zero_pad(x, spec)
     xw = jax.lax.slice(
         xp, (0,) * xp.ndim, (xp.shape[0], *window, xp.shape[-1]), (1, *spec.dilation, 1)
     )
@@ -300,7 +300,7 @@ def _single_window(x, w, spec: Spec, precision):
 @_with_compute_dtype
 def conv_matmul(x, w, spec: Spec, precision):
     """im2col: ``(B*prod(Lout), prod(K)*Cin/g)`` patches times ``(prod(K)*Cin/g, Cout)``."""
-    xp = _zero_pad(x, spec)
+    xp = zero_pad(x, spec)
     cig, cout = w.shape[-2:]
     T = math.prod(w.shape[:-2])
     g = spec.groups
@@ -403,7 +403,7 @@ def reads_nonfinite(x, kernel_shape, spec: Spec):
     cin = x.shape[-1]
     g = spec.groups
     bad = jnp.any(~jnp.isfinite(x).reshape(*x.shape[:-1], g, cin // g), axis=-1)
-    count = _zero_pad(bad.astype(_count_dtype(math.prod(_axes(kernel_shape)))), spec)
+    count = zero_pad(bad.astype(_count_dtype(math.prod(_axes(kernel_shape)))), spec)
     for a, K in enumerate(_axes(kernel_shape)):
         count = _window_count(count, a + 1, K, spec.stride[a], spec.dilation[a], spec.out_shape[a])
     return count != 0
@@ -465,7 +465,7 @@ def _channel_mix(X, H, groups: int, precision):
 
 def _fft_finite(x, w, spec: Spec, precision):
     """The FFT route proper, for finite ``x``."""
-    xp = _zero_pad(x, spec)
+    xp = zero_pad(x, spec)
     h = _dilate(w, spec.dilation)
     eff = h.shape[:-2]
     if spec.ndim == 1:

@@ -157,14 +157,6 @@ def _weight_gradient(g, x, w, *, spec, precision, algorithm):
     )
 
 
-def _pad(x, pads):
-    """``(B, *L, C)`` with ``pads`` (``(lo, hi)`` per spatial axis; a negative edge
-    crops) applied to the spatial axes."""
-    return jax.lax.pad(
-        x, jnp.zeros((), x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)]
-    )
-
-
 def _weight_gradient_taps(g, x, ks, cig, spec, precision):
     """``dw[k, a, h*cog+c] = sum_{b,o} xp[b, o*s + k*d, h*cig+a] g[b, o, h*cog+c]``
     as one contraction per kernel position ``k``: the position's strided slice of the
@@ -176,7 +168,7 @@ def _weight_gradient_taps(g, x, ks, cig, spec, precision):
     grp = spec.groups
     cog = g.shape[-1] // grp
     cdt = _alg.compute_dtype(g.dtype)
-    xp = _pad(x, spec.pads).astype(cdt)
+    xp = _alg.zero_pad(x, spec).astype(cdt)
     gg = g.reshape(*lead, grp, cog).astype(cdt)
     summed = tuple(range(len(lead)))
     if cig == 1:
@@ -218,7 +210,7 @@ def _weight_gradient_conv(g, x, ks, cig, spec, precision, algorithm=None):
         xp = x
     else:
         pads = ((0, 0),) * n
-        xp = _pad(x, spec.pads)[(slice(None), *(slice(0, m) for m in need))]
+        xp = _alg.zero_pad(x, spec)[(slice(None), *(slice(0, m) for m in need))]
     # lhs (cig, *need, grp*B): batch = input channel within its group, channels =
     # (group, example); rhs (*Lout, B, Cout): the cotangent as a filter.
     lhs = xp.reshape(B, *xp.shape[1:-1], grp, cig)
