@@ -1,9 +1,11 @@
 # ruff: noqa  (a measurement script kept as it ran: compact, not library code)
 """Trial behind the notes on CNN-layer gradients at top level: the input and weight
-gradients of ``"auto"`` (the loop-safe rules) against ``lax`` one by one, two
-alternatives for the 1-D weight gradient (im2col patches times the cotangent in one
-matmul; an einsum over stacked taps), the 2-D weight gradient written as a 3-D
-convolution with a unit axis, whether XLA:CPU hands a convolution to YNNPACK
+gradients of ``"auto"`` (the loop-safe rules) against ``lax`` one by one, the weight
+gradient with the input zero-padded before its layout copy (the route before the
+inner convolution took the padding itself), two alternatives for the 1-D weight
+gradient (im2col patches times the cotangent in one matmul; an einsum over stacked
+taps), the 2-D weight gradient written as a 3-D convolution with a unit axis (each
+checked against lax's before it is timed), whether XLA:CPU hands a convolution to YNNPACK
 (``__ynn_fusion`` in the compiled HLO) at top level and inside a ``lax.scan``, and the
 depthwise weight gradient. Run on a quiet machine::
 
@@ -65,9 +67,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="cnn_gradient_trial.json")
     p.add_argument("--wait", type=float, default=600.0)
+    p.add_argument("--quick", action="store_true", help="tiny shapes: proves the script runs")
     args = p.parse_args(argv)
     quiet = machine.wait_for_quiet(max_wait_s=args.wait)
-    start = machine.snapshot(2048)
+    peak_n = 256 if args.quick else 2048
+    start = machine.snapshot(peak_n)
     rng = np.random.default_rng(0)
     rows = []
     shapes = [
@@ -78,6 +82,8 @@ def main(argv=None):
         (32, (16, 16), 64, 64, 3),
         (64, (64, 64), 32, 32, 3),
     ]
+    if args.quick:
+        shapes = [(4, (16,), 3, 5, 3), (2, (6, 7), 2, 3, 3)]
     for B, Ls, ci, co, K in shapes:
         n = len(Ls)
         x = jnp.asarray(rng.standard_normal((B, *Ls, ci)), jnp.float32)
@@ -98,6 +104,17 @@ def main(argv=None):
                 0
             ],
         }
+
+        def padded_first(g, x, w):
+            # The earlier route: the input zero-padded before its layout copy, then
+            # the same swapped-roles convolution without padding of its own.
+            xp = A.zero_pad(x, spec)
+            lhs = jnp.moveaxis(xp, (0, n + 1), (n + 1, 0))  # (ci, *Lp, B)
+            inner = A.Spec((1,) * n, (1,) * n, 1, ((0, 0),) * n, ks)
+            dw = P.conv(lhs, jnp.moveaxis(g, 0, n), inner)  # (ci, *K, co)
+            return jnp.moveaxis(dw, 0, n)
+
+        fns["weight gradient, input padded before its layout copy"] = padded_first
         if n == 1:
             lout = Ls[0]
 
@@ -106,7 +123,8 @@ def main(argv=None):
                 pt = jnp.concatenate([xp[:, k : k + lout] for k in range(K)], -1).reshape(
                     B * lout, K * ci
                 )
-                return jax.lax.dot_general(pt, g.reshape(B * lout, co), (((0,), (0,)), ((), ())))
+                dw = jax.lax.dot_general(pt, g.reshape(B * lout, co), (((0,), (0,)), ((), ())))
+                return dw.reshape(K, ci, co)
 
             def einsum(g, x, w):
                 xp = jnp.pad(x, ((0, 0), spec.pads[0], (0, 0)))
@@ -124,9 +142,10 @@ def main(argv=None):
                 xp = jnp.pad(x, ((0, 0), (p_, p_), (p_, p_), (0, 0)))
                 lhs = jnp.moveaxis(xp, (0, 3), (3, 0))[:, None]
                 rhs = jnp.moveaxis(g, 0, 2)[None]
-                return jax.lax.conv_general_dilated(
+                dw = jax.lax.conv_general_dilated(
                     lhs, rhs, (1, 1, 1), "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
-                )
+                )  # (ci, 1, K, K, co)
+                return jnp.moveaxis(dw[:, 0], 0, 2)
 
             fns["weight gradient, as a 3-D convolution"] = three_d
         row = {
@@ -134,8 +153,13 @@ def main(argv=None):
             "top_level_s": {},
             "in_scan_per_step_s": {},
         }
+        want = jax.jit(fns["weight gradient, lax"])(g, x, w)
         for name, f in fns.items():
             jf = jax.jit(f)
+            if name.startswith("weight"):
+                got = jf(g, x, w)
+                err = float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want)))
+                assert got.shape == want.shape and err < 1e-4, (name, err)
             row["top_level_s"][name] = per_call(lambda: jf(g, x, w))
             if not name.endswith("lax"):  # lax's gradients inside a scan: see bench_conv1d
                 sf = in_scan(f)
@@ -154,7 +178,7 @@ def main(argv=None):
             flush=True,
         )
     # depthwise: 64 groups of one channel, batch 64
-    B, L, C, K = 64, 1024, 64, 3
+    B, L, C, K = (2, 16, 4, 3) if args.quick else (64, 1024, 64, 3)
     x = jnp.asarray(rng.standard_normal((B, L, C)), jnp.float32)
     g = jnp.asarray(rng.standard_normal((B, L, C)), jnp.float32)
     w0 = jnp.zeros((K, 1, C), jnp.float32)
@@ -171,11 +195,11 @@ def main(argv=None):
     report = {
         "quiet": quiet,
         "start": start,
-        "end": machine.snapshot(2048),
+        "end": machine.snapshot(peak_n),
         "versions": {"jax": jax.__version__},
         "scan_steps": STEPS,
         "results": rows,
-        "depthwise B=64 L=1024 C=64 K=3 (top level, s)": depthwise,
+        "depthwise": {"case": f"B={B} L={L} C={C} K={K} (top level, s)", **depthwise},
     }
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)

@@ -110,3 +110,18 @@ def test_loop_route_trial_quick_writes_json(tmp_path):
     for rows in cases.values():
         for t in rows.values():
             assert t["top_level_s"] > 0 and t["in_scan_per_step_s"] > 0
+
+
+def test_cnn_gradient_trial_quick_writes_json(tmp_path):
+    """benchmarks/cnn_gradient_trial.py at its quick size: every weight-gradient variant
+    is checked against lax's inside the script before it is timed (1-D and 2-D)."""
+    out = tmp_path / "cnn.json"
+    report = _load("cnn_gradient_trial").main(["--quick", "--wait", "0", "--out", str(out)])
+    assert json.loads(out.read_text())["scan_steps"] == report["scan_steps"]
+    by_case = {r["case"]: r for r in report["results"]}
+    assert set(by_case) == {"B=4 16 3->5 K=3", "B=2 6x7 2->3 K=3"}
+    for row in by_case.values():
+        top = row["top_level_s"]
+        assert "weight gradient, input padded before its layout copy" in top
+        assert all(t > 0 for t in top.values())
+    assert report["depthwise"]["weight gradient, auto"] > 0

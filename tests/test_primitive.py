@@ -240,6 +240,32 @@ def test_cpu_gradient_route_is_standard_forward_convolutions(options):
             assert re.search(r"lhs_dilate = \[1\]", rest) and "reverse = [false]" in rest
 
 
+@pytest.mark.parametrize(
+    "shapes, options",
+    [
+        (((8, 40, 4), (3, 4, 6)), dict(padding="same")),
+        (((8, 40, 4), (5, 2, 6)), dict(padding="full", groups=2, stride=2)),
+        (((4, 9, 11, 3), (3, 3, 3, 5)), dict(padding="same")),  # images
+    ],
+)
+def test_weight_gradient_convolution_pads_the_input_itself(shapes, options):
+    """The weight gradient's swapped-roles convolution takes the layer's zero padding
+    as its own: the program has no pad op, whose fusion into the input's layout copy
+    made that copy a generic loop (3.6x slower 2-D weight gradients at top level,
+    docs/measurements/cnn_gradient_trial.json)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the loop-safe rules are the CPU route")
+    rng = np.random.default_rng(5)
+    x, w = (rng.standard_normal(s) for s in shapes)
+
+    def loss(w):
+        return jnp.sum(jnp.tanh(conv(x, w, **options)))
+
+    assert "stablehlo.pad" not in jax.jit(jax.grad(loss)).lower(w).as_text()
+    want = jax.grad(lambda w: jnp.sum(jnp.tanh(conv(x, w, algorithm="xla", **options))))
+    np.testing.assert_allclose(jax.grad(loss)(w), want(w), rtol=1e-12, atol=1e-12)
+
+
 def test_explicit_algorithms_keep_their_own_autodiff():
     x = jnp.ones((2, 10, 3))
     w = jnp.ones((3, 3, 3))

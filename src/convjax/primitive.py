@@ -18,10 +18,13 @@ or a transpose (each statement below holds per spatial axis):
   channel axes swapped within each group: ``w'[j, c, h*cig + a] = w[K-1-j, a, h*cog + c]``.
 * **Transpose in w** (the weight gradient): the same sum read with the roles
   exchanged, ``dw[k, a, h*cog+c] = sum_{b,o} xp[b, o*s + k*d, h*cig+a] g[b, o, h*cog+c]``,
-  is a valid cross-correlation of the padded input laid out as
-  ``(cig, *Lp, g*B)`` (batch = input channel, channels = batch) with the cotangent laid
-  out as a ``(*Lout, B, Cout)`` filter dilated by the stride, at window stride
-  ``dilation``: another forward ``conv_p`` with the standard layout. For a single
+  is a valid cross-correlation of the input laid out as ``(cig, *L, g*B)`` (batch =
+  input channel, channels = batch) with the cotangent laid out as a ``(*Lout, B, Cout)``
+  filter dilated by the stride, at window stride ``dilation``: another forward
+  ``conv_p`` with the standard layout, which zero-pads (or crops) the input itself.
+  (Padding the input before its layout copy fuses the pad into the copy, which XLA:CPU
+  then emits as a generic loop rather than its transpose kernel: 1.2-3.6x slower weight
+  gradients at top level, ``docs/measurements/cnn_gradient_trial.json``.) For a single
   example with one channel pair per group (one signal, one image) that convolution
   runs by the ``"loop"`` algorithm (XLA:CPU's own loop nest: one dot product per
   kernel position, read in place); for other filters of at most four taps with one
@@ -202,15 +205,13 @@ def _weight_gradient_conv(g, x, ks, cig, spec, precision, algorithm=None):
         (o - 1) * s + (K - 1) * d + 1
         for o, s, K, d in zip(spec.out_shape, spec.stride, ks, spec.dilation, strict=True)
     )
-    if algorithm == "loop":
-        # XLA's convolution pads (and crops, with a negative edge) by itself: no copy.
-        pads = tuple(
-            (lo, m - L - lo) for m, L, (lo, _) in zip(need, x.shape[1:-1], spec.pads, strict=True)
-        )
-        xp = x
-    else:
-        pads = ((0, 0),) * n
-        xp = _alg.zero_pad(x, spec)[(slice(None), *(slice(0, m) for m in need))]
+    # The inner convolution pads (and crops, with a negative edge) by itself: padding
+    # the input here would fuse a pad into the layout copy below, which XLA:CPU then
+    # emits as a generic loop instead of its transpose kernel.
+    pads = tuple(
+        (lo, m - L - lo) for m, L, (lo, _) in zip(need, x.shape[1:-1], spec.pads, strict=True)
+    )
+    xp = x
     # lhs (cig, *need, grp*B): batch = input channel within its group, channels =
     # (group, example); rhs (*Lout, B, Cout): the cotangent as a filter.
     lhs = xp.reshape(B, *xp.shape[1:-1], grp, cig)
