@@ -251,7 +251,7 @@ def test_cpu_gradient_route_is_standard_forward_convolutions(options):
 def test_weight_gradient_convolution_pads_the_input_itself(shapes, options):
     """The weight gradient's swapped-roles convolution takes the layer's zero padding
     as its own: the program has no pad op, whose fusion into the input's layout copy
-    made that copy a generic loop (3.6x slower 2-D weight gradients at top level,
+    made that copy a generic loop (up to 4x slower 2-D weight gradients at top level,
     docs/measurements/cnn_gradient_trial.json)."""
     if jax.default_backend() != "cpu":
         pytest.skip("the loop-safe rules are the CPU route")

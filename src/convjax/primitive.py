@@ -23,8 +23,9 @@ or a transpose (each statement below holds per spatial axis):
   filter dilated by the stride, at window stride ``dilation``: another forward
   ``conv_p`` with the standard layout, which zero-pads (or crops) the input itself.
   (Padding the input before its layout copy fuses the pad into the copy, which XLA:CPU
-  then emits as a generic loop rather than its transpose kernel: 1.2-3.6x slower weight
-  gradients at top level, ``docs/measurements/cnn_gradient_trial.json``.) For a single
+  then emits as a generic loop rather than its transpose kernel: weight gradients up to
+  1.4x slower at top level in 1-D and 4x in 2-D,
+  ``docs/measurements/cnn_gradient_trial.json``.) For a single
   example with one channel pair per group (one signal, one image) that convolution
   runs by the ``"loop"`` algorithm (XLA:CPU's own loop nest: one dot product per
   kernel position, read in place); for other filters of at most four taps with one
