@@ -125,3 +125,14 @@ def test_cnn_gradient_trial_quick_writes_json(tmp_path):
         assert "weight gradient, input padded before its layout copy" in top
         assert all(t > 0 for t in top.values())
     assert report["depthwise"]["weight gradient, auto"] > 0
+
+
+def test_dimension_numbers_trial_quick_writes_json(tmp_path):
+    """benchmarks/dimension_numbers_trial.py at its quick size: the reversed loop form
+    and two arrangements, checked against each other inside the script."""
+    out = tmp_path / "dn.json"
+    report = _load("dimension_numbers_trial").main(["--quick", "--wait", "0", "--out", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == len(report["results"]) == 3
+    assert rows[0]["window_reversed"] and not rows[1]["window_reversed"]
+    assert all(r["top_level_s"] > 0 and r["in_scan_per_step_s"] > 0 for r in rows)
