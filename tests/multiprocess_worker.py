@@ -334,34 +334,44 @@ def main(process_id: int, port: int, work: str) -> None:
     assert jax.local_device_count() == 2
     pb = problem()
     out = {"devices": [[d.id, d.process_index] for d in jax.devices()]}
+
+    def phase(name: str) -> None:  # the test shows the last one if a worker hangs
+        print(f"[process {process_id}] {name}", flush=True)
+
     for name, fit, parallel in (
         ("fit_data", fit_one, "data"),
         ("many_runs", fit_runs, "runs"),
         ("many_data", fit_runs, "data"),
         ("fit_local", fit_one, None),
     ):
+        phase(f"{name}: train, cut, resume")
         resumed, whole, seen = train_and_resume(pb, fit, os.path.join(work, name), parallel)
         out[name] = {"resumed": summary(resumed), "whole": summary(whole), **seen}
         if name == "many_runs":
+            phase("bad resume")
             out["bad_resume"] = bad_resume(
                 pb, os.path.join(work, name), os.path.join(work, "bad_resume")
             )
             mesh = devices.make_mesh("runs")
             keys = devices.put(pb["keys"], devices.leading(mesh))
+            phase("collective checkpoint, runs")
             out["collective_runs"] = collective_checkpoint(
                 os.path.join(work, "coll_runs"), resumed, keys
             )
+            phase("collective failure")
             out["collective_failure"] = collective_failure(
                 os.path.join(work, "coll_fail"), devices.leading(mesh)
             )
         if name == "fit_data":
             mesh = devices.make_mesh("data")
             keys = devices.put(pb["keys"], devices.replicated(mesh))
+            phase("collective checkpoint, data")
             out["collective_data"] = collective_checkpoint(
                 os.path.join(work, "coll_data"), resumed, keys
             )
     with open(os.path.join(work, f"result_{process_id}.json"), "w") as f:
         json.dump(out, f)
+    phase("done")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import multiprocess_worker as worker
@@ -39,31 +40,50 @@ def free_port() -> int:
 
 
 def run_workers(work: str) -> list[dict]:
+    """Starts the two workers and waits for both. A worker that fails stops the other at
+    once (it would wait in a collective for a peer that is gone) and the assertion shows
+    its log; on a timeout, both logs show the last phase each worker reached (the
+    worker prints one line per phase)."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
     env["JAX_PLATFORMS"] = "cpu"
     port = str(free_port())
+    logs = [os.path.join(work, f"log_{i}.txt") for i in range(2)]
+    files = [open(path, "w") for path in logs]
     procs = [
         subprocess.Popen(
             [sys.executable, os.path.join(HERE, "multiprocess_worker.py"), str(i), port, work],
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=files[i],
             stderr=subprocess.STDOUT,
             text=True,
         )
         for i in range(2)
     ]
-    logs = []
+    deadline = time.monotonic() + TIMEOUT_S
     try:
-        for p in procs:
-            logs.append(p.communicate(timeout=TIMEOUT_S)[0])
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.2)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-                p.wait()
-    for i, (p, log) in enumerate(zip(procs, logs, strict=True)):
-        assert p.returncode == 0, f"process {i} failed:\n{log[-4000:]}"
+            p.wait()
+        for f in files:
+            f.close()
+
+    def tail(i):
+        with open(logs[i]) as f:
+            return f.read()[-3000:]
+
+    for i, p in enumerate(procs):
+        assert p.returncode == 0, (
+            f"process {i} exited with {p.returncode} (negative: killed, after "
+            f"{TIMEOUT_S} s or when its peer failed):\n{tail(i)}\n"
+            f"--- process {1 - i}:\n{tail(1 - i)}"
+        )
     results = []
     for i in range(2):
         with open(os.path.join(work, f"result_{i}.json")) as f:
