@@ -377,3 +377,41 @@ def test_loop_algorithm_equals_xla_convolution(out_ones):
                 rtol=1e-12,
                 atol=1e-12,
             )
+
+
+@pytest.mark.parametrize(
+    "shapes, options",
+    [
+        (((2, 1, 2), (1, 2, 1)), dict(padding=(0, 3))),  # found by the non-finite property test
+        (((2, 1, 4), (1, 2, 2)), dict(padding=(0, 3), groups=2)),
+        (((3, 17, 2), (5, 2, 3)), dict(padding="same", stride=3)),
+        (((2, 16, 3), (4, 3, 2)), dict(padding="full", stride=2, dilation=3)),
+        (((2, 20, 1), (3, 1, 4)), dict(padding=(4, 1))),
+        (((1, 30, 1), (7, 1, 1)), dict(padding="same")),  # the loop route (one example)
+        (((2, 7, 9, 2), (3, 2, 2, 3)), dict(padding="same", stride=(2, 1))),  # images
+    ],
+)
+def test_weight_gradient_propagates_a_nonfinite_cotangent_over_the_padding(shapes, options):
+    """``dw[k, a, c]`` sums ``xp[b, o*s + k*d, a] * g[b, o, c]`` over every output, and
+    every output's tap ``k`` reads either the input or the zero padding, so with a
+    finite input a NaN or infinity anywhere in ``g[..., c]`` makes every ``dw[..., c]``
+    non-finite (the rule of docs/semantics.md; ``0 * inf`` and ``0 * NaN`` are NaN). The weight
+    gradient's convolution pads by itself and skips the products with the padding; the
+    rule puts them back. Each position of ``g`` in turn holds a NaN, then an infinity.
+    (XLA's own weight gradient skips them too in some of these cases: the first one.)"""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the loop-safe rules are the CPU route")
+    rng = np.random.default_rng(11)
+    x, w = (rng.standard_normal(s) for s in shapes)
+    dw = jax.jit(lambda g: jax.vjp(lambda w: conv(x, w, **options), w)[1](g)[0])
+    out_shape = jax.eval_shape(lambda: conv(x, w, **options)).shape
+    assert np.all(np.isfinite(np.asarray(dw(np.ones(out_shape)))))
+    for flat in range(int(np.prod(out_shape))):
+        for bad in (np.nan, np.inf):
+            g = rng.standard_normal(out_shape)
+            g.reshape(-1)[flat] = bad
+            channel = np.unravel_index(flat, out_shape)[-1]
+            want = np.zeros(w.shape, bool)
+            want[..., channel] = True
+            got = np.asarray(dw(g))
+            np.testing.assert_array_equal(~np.isfinite(got), want)

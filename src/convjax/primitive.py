@@ -220,7 +220,52 @@ def _weight_gradient_conv(g, x, ks, cig, spec, precision, algorithm=None):
     rhs = jnp.moveaxis(g, 0, n)
     inner = Spec(spec.dilation, spec.stride, grp, pads, tuple(ks))
     dw = conv(lhs.astype(g.dtype), rhs, inner, precision, algorithm)  # (cig, *K, Cout)
-    return jnp.moveaxis(dw, 0, n)
+    dw = jnp.moveaxis(dw, 0, n)
+    bad = _padding_reads_nonfinite(g, ks, x.shape[1:-1], spec)
+    return dw if bad is None else jnp.where(bad[..., None, :], jnp.nan, dw).astype(dw.dtype)
+
+
+def _padding_reads_nonfinite(g, ks, in_shape, spec):
+    """``(*K, Cout)`` bool (``None`` without zero padding): whether tap ``k`` of output
+    channel ``c`` meets a NaN or infinity of the cotangent ``g`` at an output whose tap
+    ``k`` falls on the padding. The sum defining ``dw[k, a, c]`` holds the products
+    ``0 * g[b, o, c]`` there, a NaN when ``g`` is not finite, as in XLA's own weight
+    gradient; the convolution that pads by itself skips those products, so they are
+    put back here. Only the cotangent's edge slabs are read: the outputs whose tap
+    ``k`` reaches the padding lie within ``ceil(pad / stride)`` of an edge."""
+    n = len(ks)
+    bad = None
+    for i, (K, L, o, s, d, (lo, hi)) in enumerate(
+        zip(ks, in_shape, spec.out_shape, spec.stride, spec.dilation, spec.pads, strict=True)
+    ):
+        if lo <= 0 and hi <= 0:
+            continue
+        # Outputs [0, first[k]) read the low padding at tap k, [last[k], o) the high.
+        first = [min(o, max(0, -(-(lo - k * d) // s))) for k in range(K)]
+        last = [min(o, max(0, -(-(lo + L - k * d) // s))) for k in range(K)]
+        n_lo, n_hi = max(first), o - min(last)
+        if n_lo == 0 and n_hi == 0:
+            continue
+        axis = i + 1
+        edge = []  # per tap: any non-finite g in its padded outputs, (K, Cout)
+        others = tuple(a for a in range(g.ndim - 1) if a != axis)
+        lo_slab = jnp.any(
+            ~jnp.isfinite(jax.lax.slice_in_dim(g, 0, n_lo, axis=axis)), axis=others
+        )  # (n_lo, Cout)
+        hi_slab = jnp.any(
+            ~jnp.isfinite(jax.lax.slice_in_dim(g, o - n_hi, o, axis=axis)), axis=others
+        )  # (n_hi, Cout)
+        for k in range(K):
+            parts = [lo_slab[: first[k]], hi_slab[last[k] - (o - n_hi) :]]
+            edge.append(jnp.any(jnp.concatenate(parts), axis=0))
+        per_axis = jnp.stack(edge)  # (K_i, Cout)
+        shape = [1] * n + [per_axis.shape[-1]]
+        shape[i] = K
+        per_axis = per_axis.reshape(shape)
+        bad = per_axis if bad is None else bad | per_axis
+    if bad is None:
+        return None
+    return jnp.broadcast_to(bad, (*ks, bad.shape[-1]))
 
 
 ad.defbilinear(conv_p, _input_gradient, _weight_gradient)
