@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
@@ -229,10 +230,12 @@ def _padding_reads_nonfinite(g, ks, in_shape, spec):
     """``(*K, Cout)`` bool (``None`` without zero padding): whether tap ``k`` of output
     channel ``c`` meets a NaN or infinity of the cotangent ``g`` at an output whose tap
     ``k`` falls on the padding. The sum defining ``dw[k, a, c]`` holds the products
-    ``0 * g[b, o, c]`` there, a NaN when ``g`` is not finite, as in XLA's own weight
-    gradient; the convolution that pads by itself skips those products, so they are
-    put back here. Only the cotangent's edge slabs are read: the outputs whose tap
-    ``k`` reaches the padding lie within ``ceil(pad / stride)`` of an edge."""
+    ``0 * g[b, o, c]`` there, a NaN when ``g`` is not finite (the rule of
+    ``docs/semantics.md``; XLA's own weight gradient may skip them); the convolution
+    that pads by itself skips those products, so they are put back here. Only the
+    cotangent's edge slabs are read (the outputs whose tap ``k`` reaches the padding lie
+    within ``ceil(pad / stride)`` of an edge), and the ops do not grow with ``K``: per
+    padded axis, a running "any" over each slab and one static gather per edge."""
     n = len(ks)
     bad = None
     for i, (K, L, o, s, d, (lo, hi)) in enumerate(
@@ -247,19 +250,25 @@ def _padding_reads_nonfinite(g, ks, in_shape, spec):
         if n_lo == 0 and n_hi == 0:
             continue
         axis = i + 1
-        edge = []  # per tap: any non-finite g in its padded outputs, (K, Cout)
         others = tuple(a for a in range(g.ndim - 1) if a != axis)
-        lo_slab = jnp.any(
-            ~jnp.isfinite(jax.lax.slice_in_dim(g, 0, n_lo, axis=axis)), axis=others
-        )  # (n_lo, Cout)
-        hi_slab = jnp.any(
-            ~jnp.isfinite(jax.lax.slice_in_dim(g, o - n_hi, o, axis=axis)), axis=others
-        )  # (n_hi, Cout)
-        for k in range(K):
-            parts = [lo_slab[: first[k]], hi_slab[last[k] - (o - n_hi) :]]
-            edge.append(jnp.any(jnp.concatenate(parts), axis=0))
-        per_axis = jnp.stack(edge)  # (K_i, Cout)
-        shape = [1] * n + [per_axis.shape[-1]]
+        cout = g.shape[-1]
+        none = jnp.zeros((1, cout), jnp.int8)
+        per_axis = jnp.zeros((K, cout), bool)
+        if n_lo:
+            slab = jnp.any(~jnp.isfinite(jax.lax.slice_in_dim(g, 0, n_lo, axis=axis)), axis=others)
+            # row j: any non-finite among the first j outputs
+            prefix = jnp.concatenate([none, jax.lax.cummax(slab.astype(jnp.int8), axis=0)])
+            per_axis = per_axis | (prefix[np.asarray(first)] > 0)
+        if n_hi:
+            slab = jnp.any(
+                ~jnp.isfinite(jax.lax.slice_in_dim(g, o - n_hi, o, axis=axis)), axis=others
+            )
+            # row j: any non-finite among outputs [o - n_hi + j, o)
+            suffix = jnp.concatenate(
+                [jax.lax.cummax(slab.astype(jnp.int8), axis=0, reverse=True), none]
+            )
+            per_axis = per_axis | (suffix[np.asarray(last) - (o - n_hi)] > 0)
+        shape = [1] * n + [cout]
         shape[i] = K
         per_axis = per_axis.reshape(shape)
         bad = per_axis if bad is None else bad | per_axis
